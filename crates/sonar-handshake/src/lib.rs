@@ -1,6 +1,39 @@
-//! Sans-I/O HTTP/1.1 WebSocket upgrade handshake, client and server.
+//! Sans-I/O HTTP/1.1 WebSocket upgrade handshake (RFC 6455 §4), client and server, that never
+//! loses a byte.
+//!
+//! Bytes in, bytes out: no sockets, no clock, and the client's 16-byte key is caller randomness.
+//! Both decoders take the bytes read so far, return `Ok(None)` until the head is complete, and
+//! then report how many bytes the head used, so the bytes after `\r\n\r\n` (often the first
+//! frames, a Ping right after the 101) reach the frame codec (keepalive-spec C-24).
+//!
+//! - Client: [`ClientRequest`] → [`ClientHandshake::encode_request`], then
+//!   [`ClientHandshake::decode_response`] → [`Accepted`] or [`ClientError`] (a non-101 is
+//!   [`ClientError::Rejected`] with status, headers and body prefix).
+//! - Server: [`ServerHandshake::decode_request`] → [`Request`] or [`Rejection`]; inspect the
+//!   request (path, headers) and answer with [`ServerHandshake::encode_accept`] or
+//!   [`ServerHandshake::encode_reject`].
+//!
+//! With the `std` feature off the crate is `#![no_std]` + `alloc`. The `http` feature adds
+//! conversions from and to the `http` crate's `Request` / `Response`.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
 extern crate alloc;
+
+mod client;
+mod extensions;
+#[cfg(feature = "http")]
+mod http;
+mod key;
+mod server;
+mod status;
+mod url;
+mod util;
+
+pub use client::{Accepted, ClientError, ClientHandshake, ClientRequest, RequestError};
+pub use extensions::{ExtensionOffer, ExtensionParam, ExtensionParams};
+pub use key::{Limits, WEBSOCKET_GUID, WEBSOCKET_VERSION, accept_key};
+pub use server::{AcceptOptions, RejectReason, Rejection, Request, ServerHandshake};
+pub use status::StatusCode;
+pub use url::UrlError;
