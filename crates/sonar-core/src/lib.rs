@@ -1,6 +1,40 @@
 //! Sans-I/O RFC 6455 WebSocket frame codec and protocol state machine.
+//!
+//! [`Connection`] is the whole protocol after the opening handshake: frame decoding with
+//! header-time limit checks, incremental unmasking and fail-fast UTF-8 validation, message
+//! assembly, auto-pong in one latest-wins slot, the close handshake with its timeout, and a
+//! zero-copy outbound queue with auto-fragmentation. It performs no I/O and reads no clock:
+//! bytes, time (`Duration` since an origin the driver picks) and masking keys are arguments.
+//!
+//! Without the default `std` feature the crate is `#![no_std]` + `alloc`.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
 extern crate alloc;
+
+mod close;
+mod config;
+mod connection;
+mod error;
+mod frame;
+mod mask;
+mod message;
+mod outbound;
+mod reader;
+mod utf8;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+
+pub use close::{CloseCode, CloseFrame};
+pub use config::{Config, Extension, MaskSource, Role};
+pub use connection::Connection;
+pub use error::{ExtensionError, ProtocolError, SendError};
+pub use frame::{FrameHeader, LengthMsbSet, MAX_HEADER_LEN, OpCode, RSV1, RSV2, RSV3};
+pub use mask::apply_mask;
+#[doc(hidden)]
+pub use mask::apply_mask_reference;
+pub use message::{DataKind, Event, Message, State};
+pub use outbound::Outbound;
+pub use utf8::Utf8Bytes;

@@ -1,0 +1,93 @@
+//! Messages, events and connection states.
+
+use bytes::Bytes;
+
+use crate::close::CloseFrame;
+use crate::utf8::Utf8Bytes;
+
+/// A complete data message.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Message {
+    /// A text message (UTF-8 checked once, no copy).
+    Text(Utf8Bytes),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+impl Message {
+    /// The kind of message.
+    pub fn kind(&self) -> DataKind {
+        match self {
+            Message::Text(_) => DataKind::Text,
+            Message::Binary(_) => DataKind::Binary,
+        }
+    }
+    /// The payload bytes.
+    pub fn payload(&self) -> &Bytes {
+        match self {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+    /// Unwraps the payload bytes.
+    pub fn into_payload(self) -> Bytes {
+        match self {
+            Message::Text(t) => t.into_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+}
+
+impl From<&'static str> for Message {
+    fn from(s: &'static str) -> Self {
+        Message::Text(Utf8Bytes::from_static(s))
+    }
+}
+
+/// The kind of a data message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DataKind {
+    /// Text (opcode 0x1).
+    Text,
+    /// Binary (opcode 0x2).
+    Binary,
+}
+
+/// Something the driver or the application must learn about; see
+/// [`Connection::poll_event`](crate::Connection::poll_event).
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A complete data message.
+    Message(Message),
+    /// A received Ping (reported even when auto-pong answers it), in wire order (C-27).
+    Ping(Bytes),
+    /// A received Pong (solicited or not), in wire order (C-27); hand it to keepalive.
+    Pong(Bytes),
+    /// The last byte of a Ping frame we queued left through
+    /// [`Outbound::advance`](crate::Outbound) (keepalive K-6).
+    PingSent(Bytes),
+    /// The peer's Close (`None` = empty Close; the close code is then 1005).
+    CloseReceived(Option<CloseFrame>),
+    /// The driver must now shut the transport down and stop calling the connection.
+    ///
+    /// Server: right after its Close (reply) is fully written. Client: at the server's EOF
+    /// or when the close timeout expires. Also after the close timeout in either role.
+    CloseTransport,
+}
+
+/// The connection state (RFC 6455 §7.1.3 / §4.1 naming).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Data can flow both ways.
+    Open,
+    /// A Close was sent (queued) and/or received.
+    Closing {
+        /// We queued a Close (ours, our reply, or the Close of a failed connection).
+        sent: bool,
+        /// We received the peer's Close.
+        received: bool,
+    },
+    /// [`Event::CloseTransport`] was emitted; nothing more happens.
+    Closed,
+}

@@ -1,0 +1,223 @@
+//! The outbound queue: header bytes plus `Bytes` payloads, written through [`bytes::Buf`].
+//!
+//! Order at every frame boundary (spec C-15): the auto-pong slot, then the control queue
+//! (user pings and pongs, FIFO), then the data queue (data frames and our Close, FIFO).
+//! A frame whose first byte has been advanced over is finished before anything else.
+
+use alloc::collections::VecDeque;
+
+use bytes::{Buf, Bytes};
+
+use crate::connection::Connection;
+use crate::frame::{FrameHeader, MAX_HEADER_LEN};
+
+/// What a queued frame is, for the bookkeeping done when its last byte is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FrameKind {
+    Data,
+    /// Carries the unmasked payload for [`Event::PingSent`](crate::Event::PingSent).
+    Ping(Bytes),
+    Pong,
+    Close,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct OutFrame {
+    header: [u8; MAX_HEADER_LEN],
+    header_len: u8,
+    /// Already masked in the client role.
+    payload: Bytes,
+    pub(crate) kind: FrameKind,
+}
+
+impl OutFrame {
+    pub(crate) fn new(header: &FrameHeader, payload: Bytes, kind: FrameKind) -> Self {
+        let mut buf = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut buf);
+        OutFrame {
+            header: buf,
+            header_len: n as u8,
+            payload,
+            kind,
+        }
+    }
+
+    fn header(&self) -> &[u8] {
+        self.header
+            .get(..usize::from(self.header_len))
+            .unwrap_or(&[])
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.header_len) + self.payload.len()
+    }
+
+    /// The unwritten bytes from `pos`, as up to two slices.
+    fn parts(&self, pos: usize) -> [&[u8]; 2] {
+        let h = self.header();
+        match h.get(pos..) {
+            Some(rest) => [rest, &self.payload],
+            None => [self.payload.get(pos - h.len()..).unwrap_or(&[]), &[]],
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct OutQueue {
+    current: Option<(OutFrame, usize)>,
+    pub(crate) pong_slot: Option<OutFrame>,
+    control: VecDeque<OutFrame>,
+    data: VecDeque<OutFrame>,
+    remaining: usize,
+}
+
+impl OutQueue {
+    pub(crate) fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    pub(crate) fn control_len(&self) -> usize {
+        self.control.len()
+    }
+
+    /// Replaces the auto-pong slot (latest wins, spec C-12).
+    pub(crate) fn set_pong(&mut self, frame: OutFrame) {
+        if let Some(old) = self.pong_slot.take() {
+            self.remaining -= old.len();
+        }
+        self.remaining += frame.len();
+        self.pong_slot = Some(frame);
+    }
+
+    pub(crate) fn push_control(&mut self, frame: OutFrame) {
+        self.remaining += frame.len();
+        self.control.push_back(frame);
+    }
+
+    pub(crate) fn push_data(&mut self, frame: OutFrame) {
+        self.remaining += frame.len();
+        self.data.push_back(frame);
+    }
+
+    /// Drops everything that has not started to leave; the partly written frame stays.
+    pub(crate) fn truncate_to_current(&mut self) {
+        self.pong_slot = None;
+        self.control.clear();
+        self.data.clear();
+        self.remaining = self.current.as_ref().map_or(0, |(f, pos)| f.len() - pos);
+    }
+
+    /// Drops everything.
+    pub(crate) fn clear(&mut self) {
+        self.truncate_to_current();
+        self.current = None;
+        self.remaining = 0;
+    }
+
+    fn next_ref(&self) -> Option<&OutFrame> {
+        self.pong_slot
+            .as_ref()
+            .or_else(|| self.control.front())
+            .or_else(|| self.data.front())
+    }
+
+    fn pop_next(&mut self) -> Option<OutFrame> {
+        self.pong_slot
+            .take()
+            .or_else(|| self.control.pop_front())
+            .or_else(|| self.data.pop_front())
+    }
+
+    pub(crate) fn chunk(&self) -> &[u8] {
+        let (frame, pos) = match &self.current {
+            Some((f, pos)) => (f, *pos),
+            None => match self.next_ref() {
+                Some(f) => (f, 0),
+                None => return &[],
+            },
+        };
+        let [a, b] = frame.parts(pos);
+        if a.is_empty() { b } else { a }
+    }
+
+    /// Advances over `cnt` bytes, calling `done` for each frame whose last byte was written.
+    pub(crate) fn advance(&mut self, mut cnt: usize, mut done: impl FnMut(FrameKind)) {
+        while cnt > 0 {
+            let (frame, pos) = match self.current.take() {
+                Some(cur) => cur,
+                None => match self.pop_next() {
+                    Some(f) => (f, 0),
+                    None => return,
+                },
+            };
+            let take = cnt.min(frame.len() - pos);
+            cnt -= take;
+            self.remaining -= take;
+            if pos + take == frame.len() {
+                done(frame.kind);
+            } else {
+                self.current = Some((frame, pos + take));
+            }
+        }
+    }
+
+    #[cfg(feature = "std")]
+    pub(crate) fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        let cur = self.current.as_ref().map(|(f, pos)| (f, *pos));
+        let rest = self
+            .pong_slot
+            .iter()
+            .chain(self.control.iter())
+            .chain(self.data.iter())
+            .map(|f| (f, 0));
+        let mut n = 0;
+        for (frame, pos) in cur.into_iter().chain(rest) {
+            for part in frame.parts(pos) {
+                if part.is_empty() {
+                    continue;
+                }
+                let Some(slot) = dst.get_mut(n) else { return n };
+                *slot = std::io::IoSlice::new(part);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// The bytes to write to the transport, as a [`bytes::Buf`].
+///
+/// `chunk`/`chunks_vectored` expose header bytes and payload `Bytes` without copying them;
+/// `advance` records what the transport accepted. Write until `remaining()` is 0 or the
+/// transport blocks, then drop it; frames that have not started to leave may be overtaken by
+/// more urgent control frames queued in between (spec C-15).
+pub struct Outbound<'a> {
+    pub(crate) conn: &'a mut Connection,
+}
+
+impl core::fmt::Debug for Outbound<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("remaining", &self.remaining())
+            .finish()
+    }
+}
+
+impl Buf for Outbound<'_> {
+    fn remaining(&self) -> usize {
+        self.conn.out.remaining()
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.conn.out.chunk()
+    }
+
+    fn advance(&mut self, cnt: usize) {
+        self.conn.advance_out(cnt);
+    }
+
+    #[cfg(feature = "std")]
+    fn chunks_vectored<'b>(&'b self, dst: &mut [std::io::IoSlice<'b>]) -> usize {
+        self.conn.out.chunks_vectored(dst)
+    }
+}

@@ -1,0 +1,285 @@
+//! The inbound side: frame header checks, incremental unmasking and UTF-8 validation, and
+//! message assembly. Payloads stay in the caller's buffer until their frame is complete, so a
+//! single-frame message reaches the application without a copy.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::close::{CloseCode, CloseFrame};
+use crate::config::{Extension, Role};
+use crate::error::ProtocolError;
+use crate::frame::{FrameHeader, OpCode, RSV1, RSV2, RSV3};
+use crate::mask::apply_mask;
+use crate::message::{DataKind, Message};
+use crate::utf8::{Utf8Bytes, Utf8Validator};
+
+/// One complete inbound item.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    Message(Message),
+    Ping(Bytes),
+    Pong(Bytes),
+    Close(Option<CloseFrame>),
+}
+
+#[derive(Debug)]
+struct InFrame {
+    fin: bool,
+    rsv: u8,
+    opcode: OpCode,
+    mask: Option<[u8; 4]>,
+    len: usize,
+    /// Payload bytes at the front of the buffer already unmasked (and validated).
+    done: usize,
+    /// Validate this frame's payload as UTF-8 as it arrives.
+    validate: bool,
+}
+
+#[derive(Debug)]
+struct InMessage {
+    kind: DataKind,
+    rsv: u8,
+    parts: BytesMut,
+}
+
+#[derive(Debug)]
+pub(crate) struct Reader {
+    role: Role,
+    max_frame: usize,
+    max_message: usize,
+    ext_rsv: u8,
+    frame: Option<InFrame>,
+    msg: Option<InMessage>,
+    utf8: Utf8Validator,
+}
+
+impl Reader {
+    pub(crate) fn new(role: Role, max_frame: usize, max_message: usize, ext_rsv: u8) -> Self {
+        Reader {
+            role,
+            max_frame,
+            max_message,
+            ext_rsv: ext_rsv & (RSV1 | RSV2 | RSV3),
+            frame: None,
+            msg: None,
+            utf8: Utf8Validator::default(),
+        }
+    }
+
+    /// Checks everything the first two bytes decide (spec C-6..C-9, C-18), so that a bad
+    /// frame fails before its payload is read.
+    fn check_start(&self, b0: u8, b1: u8) -> Result<(), ProtocolError> {
+        let opcode = OpCode::from_bits(b0);
+        let rsv = b0 & (RSV1 | RSV2 | RSV3);
+        if opcode.is_reserved() {
+            return Err(ProtocolError::ReservedOpcode(opcode));
+        }
+        if opcode.is_control() {
+            if b0 & 0x80 == 0 {
+                return Err(ProtocolError::FragmentedControl);
+            }
+            if b1 & 0x7F > 125 {
+                return Err(ProtocolError::ControlTooLong);
+            }
+            if rsv != 0 {
+                return Err(ProtocolError::ReservedBits(rsv));
+            }
+        } else if opcode == OpCode::CONTINUATION {
+            if self.msg.is_none() {
+                return Err(ProtocolError::UnexpectedContinuation);
+            }
+            if rsv != 0 {
+                return Err(ProtocolError::ReservedBits(rsv));
+            }
+        } else {
+            if self.msg.is_some() {
+                return Err(ProtocolError::ExpectedContinuation);
+            }
+            if rsv & !self.ext_rsv != 0 {
+                return Err(ProtocolError::ReservedBits(rsv & !self.ext_rsv));
+            }
+        }
+        match (self.role, b1 & 0x80 != 0) {
+            (Role::Server, false) => Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => Err(ProtocolError::MaskedFrame),
+            _ => Ok(()),
+        }
+    }
+
+    /// Parses the next header if complete; `Ok(false)` if more bytes are needed.
+    fn start_frame(&mut self, buf: &mut BytesMut) -> Result<bool, ProtocolError> {
+        let (Some(&b0), Some(&b1)) = (buf.first(), buf.get(1)) else {
+            return Ok(false);
+        };
+        self.check_start(b0, b1)?;
+        let (header, wire) = match FrameHeader::parse(buf) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(false),
+            Err(_) => return Err(ProtocolError::LengthMsbSet),
+        };
+        let opcode = header.opcode;
+        let mut validate = false;
+        if !opcode.is_control() {
+            if header.len > self.max_frame as u64 {
+                return Err(ProtocolError::FrameTooLarge {
+                    len: header.len,
+                    max: self.max_frame,
+                });
+            }
+            let before = self.msg.as_ref().map_or(0, |m| m.parts.len()) as u64;
+            let total = before.saturating_add(header.len);
+            if total > self.max_message as u64 {
+                return Err(ProtocolError::MessageTooLarge {
+                    len: total,
+                    max: self.max_message,
+                });
+            }
+            validate = match &self.msg {
+                Some(m) => m.kind == DataKind::Text && m.rsv == 0,
+                None => opcode == OpCode::TEXT && header.rsv == 0,
+            };
+            if opcode != OpCode::CONTINUATION {
+                self.utf8.reset();
+                if !header.fin {
+                    let kind = if opcode == OpCode::TEXT {
+                        DataKind::Text
+                    } else {
+                        DataKind::Binary
+                    };
+                    self.msg = Some(InMessage {
+                        kind,
+                        rsv: header.rsv,
+                        parts: BytesMut::new(),
+                    });
+                }
+            }
+        }
+        buf.advance(wire);
+        self.frame = Some(InFrame {
+            fin: header.fin,
+            rsv: header.rsv,
+            opcode,
+            mask: header.mask,
+            // Bounded above by max_frame_size (data) or 125 (control).
+            len: header.len as usize,
+            done: 0,
+            validate,
+        });
+        Ok(true)
+    }
+
+    /// Consumes bytes from `buf` until one item is complete (or more input is needed).
+    pub(crate) fn poll(
+        &mut self,
+        buf: &mut BytesMut,
+        ext: Option<&mut (dyn Extension + 'static)>,
+    ) -> Result<Option<Inbound>, ProtocolError> {
+        loop {
+            if self.frame.is_none() && !self.start_frame(buf)? {
+                return Ok(None);
+            }
+            let Some(frame) = self.frame.as_mut() else {
+                return Ok(None);
+            };
+            let avail = buf.len().min(frame.len);
+            if frame.done < avail {
+                if let Some(fresh) = buf.get_mut(frame.done..avail) {
+                    if let Some(key) = frame.mask {
+                        apply_mask(fresh, key, frame.done);
+                    }
+                    if frame.validate {
+                        self.utf8
+                            .feed(fresh)
+                            .map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                }
+                frame.done = avail;
+            }
+            if avail < frame.len {
+                return Ok(None);
+            }
+            let Some(frame) = self.frame.take() else {
+                return Ok(None);
+            };
+            let payload = buf.split_to(frame.len);
+            match frame.opcode {
+                OpCode::PING => return Ok(Some(Inbound::Ping(payload.freeze()))),
+                OpCode::PONG => return Ok(Some(Inbound::Pong(payload.freeze()))),
+                OpCode::CLOSE => {
+                    // A Close ends reading: any partial message is discarded (C-19).
+                    self.msg = None;
+                    return parse_close(payload.freeze()).map(|c| Some(Inbound::Close(c)));
+                }
+                _ => {}
+            }
+            if let Some(msg) = self.msg.as_mut() {
+                if msg.parts.is_empty() {
+                    msg.parts = payload;
+                } else {
+                    msg.parts.extend_from_slice(&payload);
+                }
+                if !frame.fin {
+                    continue;
+                }
+                if let Some(msg) = self.msg.take() {
+                    return self
+                        .finish(msg.kind, msg.rsv, msg.parts.freeze(), ext)
+                        .map(Some);
+                }
+            } else {
+                let kind = if frame.opcode == OpCode::TEXT {
+                    DataKind::Text
+                } else {
+                    DataKind::Binary
+                };
+                // Single-frame message: the RSV bits were checked at the header.
+                return self
+                    .finish(kind, frame.rsv, payload.freeze(), ext)
+                    .map(Some);
+            }
+        }
+    }
+
+    fn finish(
+        &mut self,
+        kind: DataKind,
+        rsv: u8,
+        payload: Bytes,
+        ext: Option<&mut (dyn Extension + 'static)>,
+    ) -> Result<Inbound, ProtocolError> {
+        let payload = match (rsv, ext) {
+            (0, _) => {
+                if kind == DataKind::Text && !self.utf8.is_complete() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                payload
+            }
+            (rsv, Some(ext)) => {
+                let out = ext.decode(rsv, payload, self.max_message)?;
+                if kind == DataKind::Text && simdutf8::basic::from_utf8(&out).is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                out
+            }
+            (rsv, None) => return Err(ProtocolError::ReservedBits(rsv)),
+        };
+        self.utf8.reset();
+        Ok(Inbound::Message(match kind {
+            DataKind::Text => Message::Text(Utf8Bytes::from_validated(payload)),
+            DataKind::Binary => Message::Binary(payload),
+        }))
+    }
+}
+
+/// Parses a complete Close body (spec C-21, C-22).
+fn parse_close(payload: Bytes) -> Result<Option<CloseFrame>, ProtocolError> {
+    let (code, reason) = match payload.as_ref() {
+        [] => return Ok(None),
+        [_] => return Err(ProtocolError::CloseBodyTooShort),
+        [a, b, ..] => (u16::from_be_bytes([*a, *b]), payload.slice(2..)),
+    };
+    let code = CloseCode::new(code)
+        .filter(|c| c.is_valid_received())
+        .ok_or(ProtocolError::InvalidCloseCode(code))?;
+    let reason = Utf8Bytes::try_from(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
+    Ok(Some(CloseFrame { code, reason }))
+}
