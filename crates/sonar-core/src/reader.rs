@@ -111,28 +111,21 @@ impl Reader {
             return Ok(false);
         };
         self.check_start(b0, b1)?;
+        let opcode = OpCode::from_bits(b0);
+        // Limits are checked as soon as the length is known, before the mask key arrives.
+        let Some(len) = peek_len(buf)? else {
+            return Ok(false);
+        };
+        if !opcode.is_control() {
+            self.check_limits(len)?;
+        }
         let (header, wire) = match FrameHeader::parse(buf) {
             Ok(Some(h)) => h,
             Ok(None) => return Ok(false),
             Err(_) => return Err(ProtocolError::LengthMsbSet),
         };
-        let opcode = header.opcode;
         let mut validate = false;
         if !opcode.is_control() {
-            if header.len > self.max_frame as u64 {
-                return Err(ProtocolError::FrameTooLarge {
-                    len: header.len,
-                    max: self.max_frame,
-                });
-            }
-            let before = self.msg.as_ref().map_or(0, |m| m.parts.len()) as u64;
-            let total = before.saturating_add(header.len);
-            if total > self.max_message as u64 {
-                return Err(ProtocolError::MessageTooLarge {
-                    len: total,
-                    max: self.max_message,
-                });
-            }
             validate = match &self.msg {
                 Some(m) => m.kind == DataKind::Text && m.rsv == 0,
                 None => opcode == OpCode::TEXT && header.rsv == 0,
@@ -165,6 +158,24 @@ impl Reader {
             validate,
         });
         Ok(true)
+    }
+
+    fn check_limits(&self, len: u64) -> Result<(), ProtocolError> {
+        if len > self.max_frame as u64 {
+            return Err(ProtocolError::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            });
+        }
+        let before = self.msg.as_ref().map_or(0, |m| m.parts.len()) as u64;
+        let total = before.saturating_add(len);
+        if total > self.max_message as u64 {
+            return Err(ProtocolError::MessageTooLarge {
+                len: total,
+                max: self.max_message,
+            });
+        }
+        Ok(())
     }
 
     /// Consumes bytes from `buf` until one item is complete (or more input is needed).
@@ -268,6 +279,26 @@ impl Reader {
             DataKind::Binary => Message::Binary(payload),
         }))
     }
+}
+
+/// The payload length, once the length bytes (not necessarily the mask key) are buffered.
+fn peek_len(buf: &[u8]) -> Result<Option<u64>, ProtocolError> {
+    let Some(&b1) = buf.get(1) else {
+        return Ok(None);
+    };
+    let rest = buf.get(2..).unwrap_or(&[]);
+    Ok(match (b1 & 0x7F, rest) {
+        (126, [a, b, ..]) => Some(u64::from(u16::from_be_bytes([*a, *b]))),
+        (127, [a, b, c, d, e, f, g, h, ..]) => {
+            let len = u64::from_be_bytes([*a, *b, *c, *d, *e, *f, *g, *h]);
+            if len >> 63 != 0 {
+                return Err(ProtocolError::LengthMsbSet);
+            }
+            Some(len)
+        }
+        (126 | 127, _) => None,
+        (n, _) => Some(u64::from(n)),
+    })
 }
 
 /// Parses a complete Close body (spec C-21, C-22).
