@@ -1,11 +1,85 @@
-//! Placeholder: the utf8 benchmarks are being written.
-#![allow(missing_docs)]
+//! Fragmented-text validation: 1 MiB of mixed multi-byte text in 1 KiB masked fragments
+//! (code points split across fragment boundaries) through `Connection::handle_read`,
+//! next to the same text in one frame.
+#![allow(missing_docs, clippy::unwrap_used, clippy::panic)]
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
 
-fn placeholder(c: &mut Criterion) {
-    c.bench_function("utf8_placeholder", |b| b.iter(|| std::hint::black_box(1u8)));
+use bytes::BytesMut;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use sonar_core::{Config, Connection, Event, apply_mask};
+
+const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+fn text(len: usize) -> Vec<u8> {
+    let sample = "ascii text, κόσμε, 日本語のテキスト, emoji 🎉🚀, ümlaut ß; ";
+    let mut s = String::new();
+    while s.len() < len {
+        s.push_str(sample);
+    }
+    while s.len() > len {
+        s.pop();
+    }
+    s.into_bytes()
 }
 
-criterion_group!(benches, placeholder);
+fn push_frame(out: &mut Vec<u8>, first: bool, fin: bool, payload: &[u8]) {
+    let opcode = if first { 0x1 } else { 0x0 };
+    out.push(if fin { 0x80 } else { 0 } | opcode);
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= 0xFFFF {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&KEY);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], KEY, 0);
+}
+
+fn utf8(c: &mut Criterion) {
+    let payload = text(1 << 20);
+    let mut fragmented = Vec::new();
+    let n = payload.len().div_ceil(1024);
+    for (i, chunk) in payload.chunks(1024).enumerate() {
+        push_frame(&mut fragmented, i == 0, i + 1 == n, chunk);
+    }
+    let mut single = Vec::new();
+    push_frame(&mut single, true, true, &payload);
+
+    let mut group = c.benchmark_group("utf8");
+    group.throughput(Throughput::Bytes(payload.len() as u64));
+    group.sample_size(20);
+    for (name, input) in [
+        ("1MiB_in_1KiB_fragments", &fragmented),
+        ("1MiB_single_frame", &single),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    (
+                        Connection::server(Config::default()),
+                        BytesMut::from(&input[..]),
+                    )
+                },
+                |(mut conn, mut buf)| {
+                    conn.handle_read(&mut buf).unwrap();
+                    match conn.poll_event() {
+                        Some(Event::Message(m)) => black_box(m),
+                        other => panic!("{other:?}"),
+                    }
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, utf8);
 criterion_main!(benches);

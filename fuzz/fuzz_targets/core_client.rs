@@ -1,7 +1,190 @@
+//! Fuzz `Connection::handle_read` in the client role, interleaved with app calls, timers,
+//! partial writes and EOF; asserts the invariants of the codec on every round.
 #![no_main]
-// Placeholder: this fuzz target is being written.
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = data;
-});
+use core::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use libfuzzer_sys::fuzz_target;
+use sonar_core::{
+    CloseCode, CloseFrame, Config, Connection, DataKind, Event, FrameHeader, Message, OpCode, Role,
+};
+
+const ROLE: Role = Role::Client;
+
+fuzz_target!(|data: &[u8]| run(data));
+
+struct Input<'a>(&'a [u8]);
+
+impl<'a> Input<'a> {
+    fn byte(&mut self) -> u8 {
+        let (b, rest) = self.0.split_first().map_or((0, &[][..]), |(b, r)| (*b, r));
+        self.0 = rest;
+        b
+    }
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let n = n.min(self.0.len());
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        a
+    }
+}
+
+/// Checks that what we wrote is a valid frame sequence for our role.
+#[derive(Default)]
+struct OutCheck {
+    buf: Vec<u8>,
+    in_message: bool,
+    close_seen: bool,
+}
+
+impl OutCheck {
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        loop {
+            let Some((h, wire)) = FrameHeader::parse(&self.buf).expect("msb") else {
+                return;
+            };
+            let total = wire + h.len as usize;
+            if self.buf.len() < total {
+                return;
+            }
+            self.buf.drain(..total);
+            assert_eq!(h.mask.is_some(), ROLE == Role::Client, "masking");
+            assert!(!h.opcode.is_reserved());
+            if h.opcode.is_control() {
+                assert!(h.fin && h.len <= 125 && h.rsv == 0, "control frame {h:?}");
+                if h.opcode == OpCode::CLOSE {
+                    assert!(!self.close_seen, "two Close frames");
+                    assert!(h.len != 1);
+                    self.close_seen = true;
+                }
+            } else {
+                assert!(!self.close_seen, "data after Close");
+                if h.opcode == OpCode::CONTINUATION {
+                    assert!(self.in_message, "stray continuation");
+                } else {
+                    assert!(!self.in_message, "interleaved messages");
+                }
+                self.in_message = !h.fin;
+            }
+        }
+    }
+}
+
+fn run(data: &[u8]) {
+    let mut input = Input(data);
+    let setup = input.byte();
+    let config = Config::default()
+        .with_max_frame_size(1 << 14)
+        .with_max_message_size(1 << 15)
+        .with_auto_fragment_size(Some(1 + usize::from(setup & 0x3f)))
+        .with_auto_pong(setup & 0x40 == 0);
+    let mut counter = 0u32;
+    let mut conn = match ROLE {
+        Role::Server => Connection::server(config),
+        Role::Client => Connection::client(
+            config,
+            Box::new(move || {
+                counter = counter.wrapping_add(0x9e37_79b9);
+                counter.to_be_bytes()
+            }),
+        ),
+    };
+    let mut buf = BytesMut::new();
+    let mut error = None;
+    let mut transport_closed = false;
+    let mut out = OutCheck::default();
+    let mut now = Duration::ZERO;
+
+    for _round in 0..10_000 {
+        if input.0.is_empty() {
+            break;
+        }
+        let failed_before = error.is_some();
+        let op = input.byte();
+        match op >> 5 {
+            0..=3 => {
+                let n = 1 + usize::from(op & 0x1f) * (1 + usize::from(input.byte()));
+                buf.extend_from_slice(input.take(n));
+                match conn.handle_read(&mut buf) {
+                    Ok(()) => assert!(error.is_none(), "error not sticky"),
+                    Err(e) => {
+                        if let Some(prev) = &error {
+                            assert_eq!(prev, &e, "sticky error changed");
+                        }
+                        error = Some(e);
+                    }
+                }
+            }
+            4 => {
+                let n = usize::from(input.byte());
+                let payload = Bytes::copy_from_slice(input.take(n));
+                let _ = match op & 3 {
+                    0 => conn.send(Message::Binary(payload)),
+                    1 => conn.send(Message::Text(
+                        String::from_utf8_lossy(&payload).into_owned().into(),
+                    )),
+                    2 => conn.send_fragment(DataKind::Binary, payload, op & 4 != 0),
+                    _ => conn.send_fragment(DataKind::Text, payload, op & 4 != 0),
+                };
+            }
+            5 => {
+                let n = usize::from(input.byte() & 0x7f);
+                let payload = Bytes::copy_from_slice(input.take(n));
+                let _ = match op & 3 {
+                    0 => conn.ping(payload),
+                    1 => conn.pong(payload),
+                    2 => conn.close(None),
+                    _ => {
+                        conn.close(CloseCode::new(1000 + u16::from(op & 0x1f)).map(CloseFrame::new))
+                    }
+                };
+            }
+            6 => {
+                now += Duration::from_millis(u64::from(op & 0x1f) * 500);
+                if let Some(t) = conn.poll_timeout() {
+                    if t <= now {
+                        conn.handle_timeout(now);
+                    }
+                }
+            }
+            _ => {
+                if op & 1 == 0 {
+                    conn.handle_eof();
+                } else {
+                    conn.handle_timeout(now);
+                }
+            }
+        }
+        // Write a piece of the output.
+        let limit = 1 + usize::from(input.byte()) * 16;
+        let mut outbound = conn.outbound();
+        let mut written = 0;
+        while written < limit && outbound.has_remaining() {
+            let c = outbound.chunk();
+            assert!(!c.is_empty());
+            let n = c.len().min(limit - written);
+            out.push(&c[..n]);
+            outbound.advance(n);
+            written += n;
+        }
+        if transport_closed {
+            assert_eq!(written, 0, "output after CloseTransport");
+        }
+        while let Some(ev) = conn.poll_event() {
+            assert!(!transport_closed, "event after CloseTransport: {ev:?}");
+            if failed_before {
+                assert!(
+                    !matches!(ev, Event::Message(_) | Event::Ping(_) | Event::Pong(_)),
+                    "input processed after a fail: {ev:?}"
+                );
+            }
+            if ev == Event::CloseTransport {
+                transport_closed = true;
+                assert!(!conn.wants_write());
+                assert_eq!(conn.poll_timeout(), None);
+            }
+        }
+    }
+}
