@@ -274,6 +274,10 @@ pub struct Pair {
     pub now: Duration,
     /// Carry at most this many bytes per step in each direction (`Some(1)`: byte at a time).
     pub step: Option<usize>,
+    /// Leave the client's output unwritten (its writer is blocked).
+    pub hold_client_output: bool,
+    /// Leave the server's output unwritten (its writer is blocked).
+    pub hold_server_output: bool,
     client_eof_sent: bool,
     server_eof_sent: bool,
 }
@@ -297,6 +301,8 @@ impl Pair {
             server: Driver::new(Connection::server(server)),
             now: Duration::ZERO,
             step: None,
+            hold_client_output: false,
+            hold_server_output: false,
             client_eof_sent: false,
             server_eof_sent: false,
         }
@@ -310,8 +316,12 @@ impl Pair {
             let mut moved = false;
             self.client.drive_timer(self.now);
             self.server.drive_timer(self.now);
-            moved |= Self::carry(&mut self.client, &mut self.server, step);
-            moved |= Self::carry(&mut self.server, &mut self.client, step);
+            if !self.hold_client_output {
+                moved |= Self::carry(&mut self.client, &mut self.server, step);
+            }
+            if !self.hold_server_output {
+                moved |= Self::carry(&mut self.server, &mut self.client, step);
+            }
             if self.client.transport_closed && !self.client_eof_sent {
                 self.client_eof_sent = true;
                 self.server.conn.handle_eof();

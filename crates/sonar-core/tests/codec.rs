@@ -341,3 +341,26 @@ proptest! {
         prop_assert_eq!(a.take_output(), b.take_output());
     }
 }
+
+#[test]
+fn connection_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Connection>();
+    assert_send::<Config>();
+    assert_send::<Event>();
+}
+
+#[test]
+fn pair_close_timeout_on_virtual_clock() {
+    let mut pair = Pair::new();
+    pair.hold_server_output = true;
+    pair.client.conn.close(None).unwrap();
+    pair.pump();
+    assert_eq!(pair.server.take_events(), vec![Event::CloseReceived(None)]);
+    pair.advance(core::time::Duration::from_millis(9_999));
+    assert!(!pair.client.transport_closed && !pair.server.transport_closed);
+    pair.advance(core::time::Duration::from_millis(1));
+    assert_eq!(pair.client.take_events(), vec![Event::CloseTransport]);
+    assert_eq!(pair.server.take_events(), vec![Event::CloseTransport]);
+    assert_eq!(pair.client.conn.close_code(), Some(CloseCode::ABNORMAL));
+}
