@@ -15,6 +15,14 @@ pub enum Message {
 }
 
 impl Message {
+    /// A text message.
+    pub fn text(text: impl Into<Utf8Bytes>) -> Self {
+        Message::Text(text.into())
+    }
+    /// A binary message.
+    pub fn binary(payload: impl Into<Bytes>) -> Self {
+        Message::Binary(payload.into())
+    }
     /// The kind of message.
     pub fn kind(&self) -> DataKind {
         match self {

@@ -364,3 +364,35 @@ fn pair_close_timeout_on_virtual_clock() {
     assert_eq!(pair.server.take_events(), vec![Event::CloseTransport]);
     assert_eq!(pair.client.conn.close_code(), Some(CloseCode::ABNORMAL));
 }
+
+#[test]
+fn pong_never_enters_a_partly_written_frame() {
+    let mut s = Driver::server();
+    // A pong partly written when a newer ping arrives: the old pong finishes first.
+    s.feed(&FrameBuilder::ping(b"A").mask([0; 4]).build())
+        .unwrap();
+    s.write(1);
+    s.feed(&FrameBuilder::ping(b"B").mask([0; 4]).build())
+        .unwrap();
+    assert_eq!(s.take_output(), [0x8a, 0x01, b'A', 0x8a, 0x01, b'B']);
+    // A user ping partly written: the auto-pong waits for its last byte.
+    s.conn.ping(Bytes::from_static(b"me")).unwrap();
+    s.write(3);
+    s.feed(&FrameBuilder::ping(b"C").mask([0; 4]).build())
+        .unwrap();
+    assert_eq!(s.take_output(), [0x89, 0x02, b'm', b'e', 0x8a, 0x01, b'C']);
+}
+
+#[test]
+fn unstarted_frames_are_overtaken_by_pongs() {
+    let mut s = Driver::server();
+    s.conn.send(Message::binary(vec![1u8; 3])).unwrap();
+    s.conn.ping(Bytes::from_static(b"p")).unwrap();
+    s.feed(&FrameBuilder::ping(b"q").mask([0; 4]).build())
+        .unwrap();
+    // Auto-pong, then the user ping, then data (C-15).
+    assert_eq!(
+        s.take_output(),
+        [0x8a, 0x01, b'q', 0x89, 0x01, b'p', 0x82, 0x03, 1, 1, 1]
+    );
+}
