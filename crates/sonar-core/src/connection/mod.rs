@@ -158,6 +158,11 @@ impl Connection {
     /// Processes as many complete frames from the front of `buf` as possible; a partial frame
     /// stays buffered (its already-received payload is unmasked and validated in place).
     ///
+    /// Pass the same buffer on every call and only append to it: the connection remembers how
+    /// far into the partial frame at its front it has got. Bytes the handshake parser left over
+    /// (frames coalesced with the HTTP head, spec C-24) go into this buffer before the first
+    /// call. A single-frame message is split off the buffer without copying its payload.
+    ///
     /// Returns the protocol error that failed the connection. Errors are sticky: after one,
     /// input is discarded and every call returns the same error. Events produced before the
     /// error are still delivered. Input after a received Close is discarded.

@@ -93,7 +93,7 @@ impl Connection {
 
     /// Queues a Ping. It goes out at the next frame boundary, after an owed auto-pong and
     /// ahead of queued data (C-15). Allowed while open and after we sent Close (D-3);
-    /// [`Event::PingSent`] reports when its last byte was written.
+    /// [`Event::PingSent`](crate::Event::PingSent) reports when its last byte was written.
     pub fn ping(&mut self, payload: Bytes) -> Result<(), SendError> {
         self.check_control_allowed(&payload)?;
         let frame = self.encode(
