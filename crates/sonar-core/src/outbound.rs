@@ -89,6 +89,13 @@ impl OutQueue {
         self.pong_slot = Some(frame);
     }
 
+    /// Drops an owed auto-pong that has not started to leave (spec C-14).
+    pub(crate) fn clear_pong(&mut self) {
+        if let Some(old) = self.pong_slot.take() {
+            self.remaining -= old.len();
+        }
+    }
+
     pub(crate) fn push_control(&mut self, frame: OutFrame) {
         self.remaining += frame.len();
         self.control.push_back(frame);

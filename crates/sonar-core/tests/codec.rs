@@ -396,3 +396,13 @@ fn unstarted_frames_are_overtaken_by_pongs() {
         [0x8a, 0x01, b'q', 0x89, 0x01, b'p', 0x82, 0x03, 1, 1, 1]
     );
 }
+
+#[test]
+fn owed_pong_dropped_when_close_arrives() {
+    // C-14: ping then Close in one read while the writer is blocked: only the Close reply.
+    let mut s = Driver::server();
+    let mut input = FrameBuilder::ping(b"p").mask([0; 4]).build();
+    input.extend(FrameBuilder::close(1000, b"").mask([0; 4]).build());
+    s.feed(&input).unwrap();
+    assert_eq!(s.take_output(), [0x88, 0x02, 0x03, 0xe8]);
+}

@@ -216,6 +216,8 @@ impl Connection {
             Inbound::Pong(p) => self.events.push_back(Event::Pong(p)),
             Inbound::Close(frame) => {
                 self.close_received = Some(frame.clone());
+                // Once a Close is received no pong may be sent any more (C-11, C-14).
+                self.out.clear_pong();
                 if !self.close_sent {
                     // Echo the code (not the reason); an empty Close is echoed empty (C-5).
                     self.queue_close(frame.as_ref().map(|f| f.code));
