@@ -239,6 +239,16 @@ impl KeepAlive {
         Ok((id, payload))
     }
 
+    /// Forgets an outstanding user ping without emitting anything, e.g. when the codec refused
+    /// to queue its frame after [`user_ping`](Self::user_ping) succeeded. Returns whether it
+    /// was outstanding. A later pong with its payload is then unmatched.
+    pub fn cancel_ping(&mut self, id: PingId) -> bool {
+        let before = self.outstanding.len();
+        self.outstanding
+            .retain(|e| !(e.id == id && e.kind == Kind::User));
+        self.outstanding.len() != before
+    }
+
     /// The next output, or `None` when there is nothing to do until the next input or
     /// [`next_deadline`](Self::next_deadline). Queued outputs come first, then timers fire:
     /// write stall, pong timeout, then the next keepalive ping.

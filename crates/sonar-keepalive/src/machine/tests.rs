@@ -625,6 +625,19 @@ fn unwritten_ping_falls_back_to_queue_time() {
 }
 
 #[test]
+fn cancel_ping_forgets_a_user_ping() {
+    let mut ka = open();
+    let (a, p) = ka.user_ping(at(1), Some(b"a")).unwrap();
+    let (k, _) = expect_ping(&mut ka, at(20_000));
+    assert!(!ka.cancel_ping(k), "keepalive pings are not user pings");
+    assert!(ka.cancel_ping(a));
+    assert!(!ka.cancel_ping(a));
+    ka.handle(at(20_001), Input::Closed);
+    assert_eq!(drain(&mut ka, at(20_001)), vec![]);
+    assert_eq!(p.as_bytes(), b"a");
+}
+
+#[test]
 fn not_open_before_the_handshake() {
     let mut ka = KeepAlive::new(KeepaliveConfig::default(), 7);
     assert_eq!(ka.user_ping(at(0), None), Err(PingError::NotOpen));
