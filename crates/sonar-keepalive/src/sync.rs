@@ -1,13 +1,13 @@
 //! The one place that names the synchronisation primitives of the registry, so that the loom
-//! models (`--cfg loom`) run the same code on loom's instrumented versions (design.md §4.9).
+//! models (`--cfg loom`, test builds only) run the same code on loom's instrumented versions (design.md §4.9).
 
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 pub(crate) use std::sync::{
     Arc, Mutex, MutexGuard,
     atomic::{AtomicU8, AtomicU64, Ordering},
 };
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 pub(crate) use loom::sync::{
     Arc, Mutex, MutexGuard,
     atomic::{AtomicU8, AtomicU64, Ordering},
@@ -24,9 +24,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A waker slot: `atomic_waker::AtomicWaker`, or loom's model of it.
 #[derive(Debug, Default)]
 pub(crate) struct AtomicWaker {
-    #[cfg(not(loom))]
+    #[cfg(not(all(test, loom)))]
     inner: atomic_waker::AtomicWaker,
-    #[cfg(loom)]
+    #[cfg(all(test, loom))]
     inner: loom::future::AtomicWaker,
 }
 
@@ -36,9 +36,9 @@ impl AtomicWaker {
     }
 
     pub(crate) fn register(&self, waker: &core::task::Waker) {
-        #[cfg(not(loom))]
+        #[cfg(not(all(test, loom)))]
         self.inner.register(waker);
-        #[cfg(loom)]
+        #[cfg(all(test, loom))]
         self.inner.register_by_ref(waker);
     }
 

@@ -323,3 +323,102 @@ fn handles_are_send_sync_unpin() {
     send_sync::<PingRequest>();
     send_unpin::<PingFuture>();
 }
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Ping,
+        TakeAndBind(bool),
+        Complete(u8),
+        Fail(u8),
+        DropFuture(u8),
+        DropRequest,
+        PollAll,
+        Close,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => Just(Op::Ping),
+            3 => any::<bool>().prop_map(Op::TakeAndBind),
+            3 => any::<u8>().prop_map(Op::Complete),
+            1 => any::<u8>().prop_map(Op::Fail),
+            1 => any::<u8>().prop_map(Op::DropFuture),
+            1 => Just(Op::DropRequest),
+            2 => Just(Op::PollAll),
+            1 => Just(Op::Close),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_waiter_completes_at_most_once_and_close_completes_all(
+            ops in proptest::collection::vec(op(), 1..80),
+        ) {
+            let (mut reg, pinger) = ping_channel(4);
+            // (future, result seen so far)
+            let mut futures: Vec<(PingFuture, Option<Result<Duration, PingError>>)> = Vec::new();
+            let mut next_id = 0u64;
+            let mut bound: Vec<u64> = Vec::new();
+            let check = |futures: &mut Vec<(PingFuture, Option<Result<Duration, PingError>>)>| {
+                for (f, seen) in futures.iter_mut() {
+                    if let Poll::Ready(r) = poll_once(f, Waker::noop()) {
+                        // Once resolved, the result never changes.
+                        if let Some(prev) = seen {
+                            assert_eq!(*prev, r);
+                        }
+                        *seen = Some(r);
+                    } else {
+                        assert!(seen.is_none(), "a resolved future went back to pending");
+                    }
+                }
+            };
+            for op in ops {
+                match op {
+                    Op::Ping => futures.push((pinger.ping(None), None)),
+                    Op::TakeAndBind(ok) => {
+                        if let Some(req) = reg.try_request() {
+                            next_id += 1;
+                            if ok {
+                                bound.push(next_id);
+                                reg.bind(req, Ok(PingId(next_id)));
+                            } else {
+                                reg.bind(req, Err(PingError::DuplicatePingPayload));
+                            }
+                        }
+                    }
+                    Op::Complete(i) => {
+                        if !bound.is_empty() {
+                            let id = bound[usize::from(i) % bound.len()];
+                            reg.complete(PingId(id), Duration::from_millis(id));
+                        }
+                    }
+                    Op::Fail(i) => {
+                        if !bound.is_empty() {
+                            reg.fail(PingId(bound[usize::from(i) % bound.len()]));
+                        }
+                    }
+                    Op::DropFuture(i) => {
+                        if !futures.is_empty() {
+                            let n = usize::from(i) % futures.len();
+                            drop(futures.swap_remove(n));
+                        }
+                    }
+                    Op::DropRequest => drop(reg.try_request()),
+                    Op::PollAll => check(&mut futures),
+                    Op::Close => reg.close(),
+                }
+                check(&mut futures);
+                prop_assert!(reg.waiting() <= bound.len());
+            }
+            reg.close();
+            check(&mut futures);
+            for (_, seen) in &futures {
+                prop_assert!(seen.is_some(), "a waiter hangs after close");
+            }
+        }
+    }
+}
