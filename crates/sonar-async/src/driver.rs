@@ -1,0 +1,618 @@
+//! The connection task: the one loop that owns the transport, the codec and keepalive.
+//!
+//! Every input (bytes read, the application's commands, ping requests, timer expiry) only
+//! queues work in the sans-I/O machines; the loop then writes what they queued. Nothing
+//! else touches the transport, so one waker per direction is enough.
+
+use std::future::Future;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_channel::{mpsc, oneshot};
+use futures_core::Stream;
+use futures_io::{AsyncRead, AsyncWrite};
+use sonar_core::{CloseCode, CloseFrame, Connection, Event, Message};
+use sonar_keepalive::{Input, KeepAlive, Output, PingRegistry};
+
+use crate::shared::{CloseStatus, Outcome, Shared};
+use crate::{Config, Error, Sleep, Timer};
+
+/// Bytes asked of the transport per read while no large frame is being received.
+const READ_CHUNK: usize = 8 * 1024;
+/// The largest single read, used while a large frame is buffered.
+const READ_CHUNK_MAX: usize = 256 * 1024;
+/// Rounds of the loop per poll before yielding to the runtime (fairness).
+const BUDGET: usize = 32;
+
+/// What the application's handles ask of the connection task.
+pub(crate) enum Command {
+    Message(Message),
+    Pong(Bytes),
+    Close(Option<CloseFrame>, Option<oneshot::Sender<()>>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The connection task of one WebSocket: a future that runs until the connection is closed.
+///
+/// Runtime adapters spawn it; without an adapter, spawn it on any executor (or poll it
+/// alongside the application with a `select`). Dropping it closes the transport at once.
+/// It resolves to `Ok(())` after a completed closing handshake and to the error that ended the
+/// connection otherwise (the same error the application's handles report).
+#[must_use = "the connection makes no progress unless its driver is polled (spawn it)"]
+pub struct Driver<T> {
+    io: Option<T>,
+    conn: Connection,
+    ka: KeepAlive,
+    registry: PingRegistry,
+    pings_open: bool,
+    timer: Arc<dyn Timer>,
+    origin: Instant,
+    sleep: Option<Pin<Box<dyn Sleep>>>,
+    armed: Option<Duration>,
+    read_buf: BytesMut,
+    input_dirty: bool,
+    read_eof: bool,
+    inbound: mpsc::Sender<Message>,
+    held: Option<Message>,
+    commands: mpsc::Receiver<Command>,
+    commands_open: bool,
+    write_buffer: usize,
+    needs_flush: bool,
+    flush_waiters: Vec<oneshot::Sender<()>>,
+    close_waiters: Vec<oneshot::Sender<()>>,
+    output_pending: bool,
+    shared: Arc<Shared>,
+    error: Option<Error>,
+    peer_close: Option<Option<CloseFrame>>,
+    we_closed_first: bool,
+    shutting_down: bool,
+    abort: bool,
+    done: bool,
+}
+
+impl<T> std::fmt::Debug for Driver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("done", &self.done)
+            .field("shutting_down", &self.shutting_down)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct DriverParts {
+    pub(crate) conn: Connection,
+    pub(crate) leftover: BytesMut,
+    pub(crate) config: Config,
+    pub(crate) timer: Arc<dyn Timer>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) inbound: mpsc::Sender<Message>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) registry: PingRegistry,
+    pub(crate) salt: u32,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
+    pub(crate) fn new(io: T, parts: DriverParts) -> Self {
+        let origin = parts.timer.now();
+        let mut ka = KeepAlive::new(parts.config.keepalive, parts.salt);
+        ka.handle(Duration::ZERO, Input::Opened);
+        let input_dirty = !parts.leftover.is_empty();
+        if input_dirty {
+            ka.handle(Duration::ZERO, Input::BytesReceived);
+        }
+        Driver {
+            io: Some(io),
+            conn: parts.conn,
+            ka,
+            registry: parts.registry,
+            pings_open: true,
+            timer: parts.timer,
+            origin,
+            sleep: None,
+            armed: None,
+            read_buf: parts.leftover,
+            input_dirty,
+            read_eof: false,
+            inbound: parts.inbound,
+            held: None,
+            commands: parts.commands,
+            commands_open: true,
+            write_buffer: parts.config.write_buffer.max(1),
+            needs_flush: false,
+            flush_waiters: Vec::new(),
+            close_waiters: Vec::new(),
+            output_pending: false,
+            shared: parts.shared,
+            error: None,
+            peer_close: None,
+            we_closed_first: false,
+            shutting_down: false,
+            abort: false,
+            done: false,
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.timer.now().saturating_duration_since(self.origin)
+    }
+
+    fn fail(&mut self, error: Error) {
+        if self.error.is_none() {
+            tracing::debug!(%error, "websocket connection failed");
+            self.error = Some(error);
+        }
+    }
+
+    fn start_closing(&mut self, now: Duration) {
+        self.shared.closing.store(true, Relaxed);
+        self.ka.handle(now, Input::CloseStarted);
+    }
+
+    /// Feeds buffered input to the codec (the handshake's leftover bytes first of all).
+    fn process_input(&mut self) -> bool {
+        if !self.input_dirty || self.held.is_some() {
+            return false;
+        }
+        self.input_dirty = false;
+        if let Err(e) = self.conn.handle_read(&mut self.read_buf) {
+            tracing::debug!(error = %e, "protocol error from peer");
+            self.fail(Error::Protocol(e));
+        }
+        true
+    }
+
+    /// Takes the application's commands while the outbound buffer has room.
+    fn pump_commands(&mut self, cx: &mut Context<'_>, now: Duration) -> bool {
+        let mut progress = false;
+        while self.commands_open && !self.shutting_down {
+            if self.conn.outbound().remaining() >= self.write_buffer {
+                break;
+            }
+            match Pin::new(&mut self.commands).poll_next(cx) {
+                Poll::Ready(Some(cmd)) => {
+                    progress = true;
+                    self.apply(cmd, now);
+                }
+                Poll::Ready(None) => {
+                    self.commands_open = false;
+                    progress = true;
+                }
+                Poll::Pending => break,
+            }
+        }
+        // Every handle is gone: nobody can read or send again, so close normally.
+        if !self.commands_open && self.inbound.is_closed() && !self.shared.closing.load(Relaxed) {
+            let frame = CloseFrame::new(CloseCode::NORMAL);
+            if self.conn.close(Some(frame)).is_ok() {
+                self.we_closed_first = self.peer_close.is_none();
+                self.start_closing(now);
+                progress = true;
+            }
+        }
+        progress
+    }
+
+    fn apply(&mut self, cmd: Command, now: Duration) {
+        match cmd {
+            Command::Message(m) => {
+                if let Err(e) = self.conn.send(m) {
+                    tracing::debug!(error = %e, "message dropped");
+                } else {
+                    self.shared.counters.messages_out.fetch_add(1, Relaxed);
+                }
+            }
+            Command::Pong(p) => {
+                let _ = self.conn.pong(p);
+            }
+            Command::Close(frame, waiter) => {
+                if let Some(w) = waiter {
+                    self.close_waiters.push(w);
+                }
+                match self.conn.close(frame) {
+                    Ok(()) => {
+                        self.we_closed_first = self.peer_close.is_none();
+                        self.start_closing(now);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "close refused"),
+                }
+            }
+            Command::Flush(w) => {
+                if self.conn.wants_write() || self.needs_flush {
+                    self.flush_waiters.push(w);
+                } else {
+                    let _ = w.send(());
+                }
+            }
+        }
+    }
+
+    /// Takes user ping requests and hands them to keepalive and the codec.
+    fn pump_pings(&mut self, cx: &mut Context<'_>, now: Duration) -> bool {
+        let mut progress = false;
+        while self.pings_open {
+            match self.registry.poll_request(cx) {
+                Poll::Ready(Some(req)) => {
+                    progress = true;
+                    let result = self.ka.user_ping(now, req.payload());
+                    let result = match result {
+                        Ok((id, payload)) => match self.send_ping(payload.as_ref()) {
+                            Ok(()) => Ok(id),
+                            Err(_) => Err(sonar_keepalive::PingError::NotOpen),
+                        },
+                        Err(e) => Err(e),
+                    };
+                    self.registry.bind(req, result);
+                }
+                Poll::Ready(None) => {
+                    self.pings_open = false;
+                    progress = true;
+                }
+                Poll::Pending => break,
+            }
+        }
+        progress
+    }
+
+    fn send_ping(&mut self, payload: &[u8]) -> Result<(), sonar_core::SendError> {
+        self.conn.ping(Bytes::copy_from_slice(payload))?;
+        self.shared.counters.pings_sent.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Acts on what keepalive asks for.
+    fn pump_keepalive(&mut self, now: Duration) -> bool {
+        let mut progress = false;
+        while let Some(out) = self.ka.poll(now) {
+            progress = true;
+            match out {
+                Output::SendPing { payload, .. } => {
+                    let _ = self.send_ping(payload.as_ref());
+                }
+                Output::SendPong { payload } => {
+                    let _ = self.conn.pong(Bytes::copy_from_slice(payload.as_ref()));
+                }
+                Output::Dead(reason) => {
+                    tracing::info!(%reason, "keepalive: peer declared dead");
+                    // Best effort (K-16): queue Close 1011, write it if the transport takes it
+                    // at once, and close the transport without waiting for the peer.
+                    let frame = CloseFrame::with_reason(CloseCode::INTERNAL, reason.close_reason());
+                    let _ = self.conn.close(Some(frame));
+                    self.start_closing(now);
+                    self.fail(Error::Keepalive(reason));
+                    self.abort = true;
+                }
+                Output::Rtt(_) => {
+                    self.shared.counters.pongs_matched.fetch_add(1, Relaxed);
+                    self.shared.set_rtt(self.ka.rtt());
+                }
+                Output::PingAcked { id, latency } => self.registry.complete(id, latency),
+                Output::PingFailed { id } => self.registry.fail(id),
+                Output::UnmatchedPong => {
+                    self.shared.counters.pongs_unmatched.fetch_add(1, Relaxed);
+                }
+                _ => {}
+            }
+        }
+        progress
+    }
+
+    /// Moves the codec's events to the application and to keepalive.
+    fn pump_events(&mut self, cx: &mut Context<'_>, now: Duration) -> bool {
+        let mut progress = false;
+        if let Some(m) = self.held.take() {
+            match self.inbound.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    progress = true;
+                    self.deliver(m);
+                    if self.held.is_none() {
+                        self.ka.handle(now, Input::ReadResumed);
+                    }
+                }
+                Poll::Ready(Err(_)) => progress = true, // the reader is gone: drop it
+                Poll::Pending => {
+                    self.held = Some(m);
+                    return false;
+                }
+            }
+        }
+        while self.held.is_none() {
+            let Some(ev) = self.conn.poll_event() else {
+                break;
+            };
+            progress = true;
+            match ev {
+                Event::Message(m) => {
+                    self.deliver(m);
+                    if self.held.is_some() {
+                        self.ka.handle(now, Input::ReadPaused);
+                        // Registers the waker for when the application makes room.
+                        if self.inbound.poll_ready(cx).is_ready() {
+                            cx.waker().wake_by_ref();
+                        }
+                    }
+                }
+                Event::Ping(_) => {
+                    self.shared.counters.pings_received.fetch_add(1, Relaxed);
+                }
+                Event::Pong(p) => self.ka.handle(now, Input::PongReceived(&p)),
+                Event::PingSent(p) => self.ka.handle(now, Input::PingWrittenPayload(&p)),
+                Event::CloseReceived(frame) => {
+                    tracing::debug!(?frame, "close received");
+                    if self.peer_close.is_none() {
+                        self.peer_close = Some(frame);
+                    }
+                    self.start_closing(now);
+                }
+                Event::CloseTransport => self.shutting_down = true,
+                _ => {}
+            }
+        }
+        progress
+    }
+
+    fn deliver(&mut self, m: Message) {
+        match self.inbound.try_send(m) {
+            Ok(()) => {
+                self.shared.counters.messages_in.fetch_add(1, Relaxed);
+            }
+            Err(e) if e.is_full() => self.held = Some(e.into_inner()),
+            Err(_) => {} // the application dropped its reader; the message has nowhere to go
+        }
+    }
+
+    /// Reads from the transport while the application keeps up.
+    fn read(&mut self, cx: &mut Context<'_>, now: Duration) -> bool {
+        if self.read_eof || self.held.is_some() || self.input_dirty || self.shutting_down {
+            return false;
+        }
+        let Some(io) = self.io.as_mut() else {
+            return false;
+        };
+        let len = self.read_buf.len();
+        let chunk = if len >= READ_CHUNK {
+            len.min(READ_CHUNK_MAX)
+        } else {
+            READ_CHUNK
+        };
+        self.read_buf.resize(len + chunk, 0);
+        let result = Pin::new(io).poll_read(cx, &mut self.read_buf[len..]);
+        match result {
+            Poll::Ready(Ok(0)) => {
+                self.read_buf.truncate(len);
+                self.read_eof = true;
+                self.conn.handle_eof();
+                true
+            }
+            Poll::Ready(Ok(n)) => {
+                self.read_buf.truncate(len + n);
+                self.shared.counters.bytes_in.fetch_add(n as u64, Relaxed);
+                self.ka.handle(now, Input::BytesReceived);
+                self.input_dirty = true;
+                true
+            }
+            Poll::Ready(Err(e)) => {
+                self.read_buf.truncate(len);
+                self.read_eof = true;
+                self.fail(e.into());
+                self.conn.handle_eof();
+                true
+            }
+            Poll::Pending => {
+                self.read_buf.truncate(len);
+                false
+            }
+        }
+    }
+
+    /// Writes what the codec queued, vectored, then flushes.
+    fn write(&mut self, cx: &mut Context<'_>, now: Duration) -> bool {
+        let mut progress = false;
+        let Some(io) = self.io.as_mut() else {
+            return false;
+        };
+        let mut pending = false;
+        while self.conn.wants_write() {
+            let mut out = self.conn.outbound();
+            let mut slices = [IoSlice::new(&[]); 64];
+            let n = out.chunks_vectored(&mut slices);
+            let result = Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]);
+            match result {
+                Poll::Ready(Ok(0)) => {
+                    self.error.get_or_insert(Error::from(std::io::Error::from(
+                        std::io::ErrorKind::WriteZero,
+                    )));
+                    self.abort = true;
+                    return true;
+                }
+                Poll::Ready(Ok(k)) => {
+                    out.advance(k);
+                    self.shared.counters.bytes_out.fetch_add(k as u64, Relaxed);
+                    self.ka.handle(now, Input::WriteProgress);
+                    self.needs_flush = true;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    self.fail(e.into());
+                    self.abort = true;
+                    return true;
+                }
+                Poll::Pending => {
+                    pending = true;
+                    break;
+                }
+            }
+        }
+        if pending != self.output_pending {
+            self.output_pending = pending;
+            self.ka.handle(now, Input::OutputPending(pending));
+        }
+        if !pending && self.needs_flush {
+            match Pin::new(&mut *io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.needs_flush = false;
+                    for w in self.flush_waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    self.fail(e.into());
+                    self.abort = true;
+                    return true;
+                }
+                Poll::Pending => {}
+            }
+        }
+        progress
+    }
+
+    /// Arms the sleep at the earliest deadline; true if it has already passed.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = match (self.conn.poll_timeout(), self.ka.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(deadline) = deadline else {
+            self.armed = None;
+            return false;
+        };
+        let at = self.origin + deadline;
+        match &mut self.sleep {
+            Some(s) if self.armed != Some(deadline) => s.as_mut().reset(at),
+            Some(_) => {}
+            None => self.sleep = Some(self.timer.sleep_until(at)),
+        }
+        self.armed = Some(deadline);
+        match &mut self.sleep {
+            Some(s) => match s.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    self.armed = None;
+                    let now = self.now().max(deadline);
+                    self.conn.handle_timeout(now);
+                    true
+                }
+                Poll::Pending => false,
+            },
+            None => false,
+        }
+    }
+
+    /// Closes the transport and publishes the outcome. Returns true once it is done.
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.abort
+            && let Some(io) = self.io.as_mut()
+            && Pin::new(io).poll_close(cx).is_pending()
+        {
+            return false;
+        }
+        self.io = None;
+        self.finish();
+        true
+    }
+
+    fn finish(&mut self) {
+        let now = self.now();
+        self.ka.handle(now, Input::Closed);
+        while let Some(out) = self.ka.poll(now) {
+            if let Output::PingFailed { id } = out {
+                self.registry.fail(id);
+            }
+        }
+        self.registry.close();
+        let status = self.close_status();
+        let outcome = match self.error.take() {
+            Some(e) => Outcome::Failed(e, status),
+            None => match status {
+                Some(s) => Outcome::Closed(s),
+                None => Outcome::Failed(Error::ConnectionClosed, None),
+            },
+        };
+        if let Outcome::Closed(s) = &outcome {
+            tracing::debug!(code = s.code.as_u16(), reason = %s.reason, by_peer = s.by_peer, "websocket closed");
+        }
+        self.shared.finish(outcome);
+        self.inbound.close_channel();
+        self.commands.close();
+        self.close_waiters.clear();
+        self.flush_waiters.clear();
+        self.done = true;
+    }
+
+    fn close_status(&self) -> Option<CloseStatus> {
+        match &self.peer_close {
+            Some(Some(frame)) => Some(CloseStatus {
+                code: frame.code,
+                reason: frame.reason.to_string(),
+                by_peer: !self.we_closed_first,
+            }),
+            Some(None) => Some(CloseStatus {
+                code: CloseCode::NO_STATUS_RECEIVED,
+                reason: String::new(),
+                by_peer: !self.we_closed_first,
+            }),
+            None => Some(CloseStatus {
+                code: CloseCode::ABNORMAL,
+                reason: String::new(),
+                by_peer: false,
+            }),
+        }
+    }
+
+    fn result(&self) -> Result<(), Error> {
+        match self.shared.error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
+    type Output = Result<(), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(this.result());
+        }
+        for _ in 0..BUDGET {
+            let now = this.now();
+            let mut progress = this.process_input();
+            progress |= this.pump_commands(cx, now);
+            progress |= this.pump_pings(cx, now);
+            progress |= this.pump_keepalive(now);
+            progress |= this.pump_events(cx, now);
+            progress |= this.read(cx, now);
+            progress |= this.write(cx, now);
+            // After the peer's EOF nothing more can arrive: once what we owe it is written
+            // (and the application has taken every message), the connection is over.
+            let drained = this.read_eof && this.held.is_none() && !this.input_dirty;
+            if this.abort || ((this.shutting_down || drained) && !this.conn.wants_write()) {
+                if this.poll_shutdown(cx) {
+                    return Poll::Ready(this.result());
+                }
+                return Poll::Pending;
+            }
+            if !progress && !this.poll_timer(cx) {
+                return Poll::Pending;
+            }
+        }
+        // Out of budget with work left: let other tasks run, then continue.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for Driver<T> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.registry.close();
+            self.shared
+                .finish(Outcome::Failed(Error::ConnectionClosed, None));
+        }
+    }
+}

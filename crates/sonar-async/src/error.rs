@@ -1,0 +1,81 @@
+//! The errors of the async layer.
+
+use std::io;
+use std::sync::Arc;
+
+use sonar_core::{CloseCode, ProtocolError, SendError};
+use sonar_handshake::{ClientError, Rejection, UrlError};
+use sonar_keepalive::{DeadReason, PingError};
+
+/// Why a connection failed, or why an operation on it could not be done.
+///
+/// The error that ended a connection is shared by all of its handles, so it is cheap to
+/// clone (an I/O error is kept behind an `Arc`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport failed.
+    #[error("i/o error: {0}")]
+    Io(#[source] Arc<io::Error>),
+    /// The peer broke the protocol; the connection was failed with the error's close code.
+    #[error("protocol error: {0}")]
+    Protocol(#[source] ProtocolError),
+    /// Keepalive declared the peer dead (no pong in time, or the transport took no bytes).
+    #[error("keepalive: {0}")]
+    Keepalive(DeadReason),
+    /// The peer did not complete the opening handshake in time.
+    #[error("opening handshake timed out")]
+    HandshakeTimeout,
+    /// The closing handshake did not complete in time; the transport was closed anyway.
+    #[error("closing handshake timed out")]
+    CloseTimeout,
+    /// The server refused or botched the upgrade (client side).
+    #[error("handshake failed: {0}")]
+    Handshake(#[source] ClientError),
+    /// The client's upgrade request was refused with an HTTP error (server side).
+    #[error("upgrade request rejected with status {}", .0.status)]
+    Rejected(Rejection),
+    /// The transport ended before the handshake completed.
+    #[error("connection closed during the opening handshake")]
+    HandshakeEof,
+    /// The operation was refused by the protocol state (for example a message after Close).
+    #[error("{0}")]
+    Send(#[source] SendError),
+    /// A ping could not be sent or answered.
+    #[error("ping: {0}")]
+    Ping(#[source] PingError),
+    /// The URL is not a valid `ws://` or `wss://` URL.
+    #[error("invalid url: {0}")]
+    Url(#[source] UrlError),
+    /// A `wss://` URL was given but TLS support is not enabled.
+    #[error("wss:// needs the `rustls` feature")]
+    TlsNotEnabled,
+    /// The connection is closed; no more messages can be sent or received.
+    #[error("connection closed")]
+    ConnectionClosed,
+}
+
+impl Error {
+    /// True for every failure caused by a deadline: keepalive, handshake and close timeouts.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            Error::Keepalive(_) | Error::HandshakeTimeout | Error::CloseTimeout
+        )
+    }
+
+    /// The close code that this side sent (or would have sent) because of this error, if any.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        match self {
+            Error::Protocol(e) => Some(e.close_code()),
+            Error::Keepalive(_) => Some(CloseCode::INTERNAL),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(Arc::new(e))
+    }
+}

@@ -1,0 +1,238 @@
+//! Opening handshakes over any futures-io stream, each bounded by the handshake timeout.
+
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_channel::mpsc;
+use futures_io::{AsyncRead, AsyncWrite};
+use sonar_core::{Connection, Role};
+use sonar_handshake::{
+    Accepted, ClientHandshake, ClientRequest, Rejection, Request, ServerHandshake,
+};
+use sonar_keepalive::ping_channel;
+
+use crate::driver::{Driver, DriverParts};
+use crate::shared::Shared;
+use crate::{Config, Error, Timer, WebSocket, rng};
+
+/// Bytes read per call while the handshake head is incomplete.
+const HEAD_READ: usize = 2048;
+/// The most bytes buffered while waiting for a handshake head; the handshake decoders
+/// reject heads larger than their own (smaller) limits well before this.
+const HEAD_BUFFER_MAX: usize = 64 * 1024;
+
+/// Runs the client's opening handshake over `io` (a connected TCP or TLS stream), then
+/// returns the application's handle, the connection task to spawn, and what the server
+/// accepted (subprotocol, extensions, headers).
+///
+/// Bytes the server sent right after its `101` response (often a first Ping) are kept and
+/// handed to the codec before anything else is read.
+pub async fn client<T>(
+    mut io: T,
+    request: ClientRequest,
+    config: Config,
+    timer: Arc<dyn Timer>,
+) -> Result<(WebSocket, Driver<T>, Accepted), Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let handshake_timeout = config.handshake_timeout;
+    let work = async {
+        let mut hs = ClientHandshake::new(request, rng::handshake_key());
+        let mut out = Vec::with_capacity(256);
+        hs.encode_request(&mut out);
+        write_all(&mut io, &out).await?;
+        let mut buf = BytesMut::with_capacity(HEAD_READ);
+        loop {
+            if read_some(&mut io, &mut buf).await? == 0 {
+                return Err(Error::HandshakeEof);
+            }
+            match hs.decode_response(&buf) {
+                Ok(Some((accepted, used))) => {
+                    let _head = buf.split_to(used.min(buf.len()));
+                    return Ok((accepted, buf));
+                }
+                Ok(None) if buf.len() >= HEAD_BUFFER_MAX => return Err(Error::HandshakeEof),
+                Ok(None) => {}
+                Err(e) => return Err(Error::Handshake(e)),
+            }
+        }
+    };
+    let (accepted, leftover) = timeout(&*timer, handshake_timeout, work).await??;
+    tracing::debug!(subprotocol = ?accepted.subprotocol, "websocket client connected");
+    let conn = Connection::client(config.codec.clone(), Box::new(rng::OsMask::new()));
+    let (ws, driver) = assemble(io, conn, leftover, config, timer);
+    Ok((ws, driver, accepted))
+}
+
+/// Runs the server's opening handshake over `io`, accepting any path and no subprotocol.
+/// See [`server_with`] to route, authenticate or pick a subprotocol.
+pub async fn server<T>(
+    io: T,
+    config: Config,
+    timer: Arc<dyn Timer>,
+) -> Result<(WebSocket, Driver<T>, Request), Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    server_with(io, config, timer, |_| Ok(None)).await
+}
+
+/// Runs the server's opening handshake over `io`. `policy` sees the request (path, query,
+/// headers, offered subprotocols) before anything is answered, and returns the subprotocol to
+/// select (or `None`), or a [`Rejection`] (403, 404, ...) that is sent instead of the `101`.
+///
+/// Malformed requests are answered with the right HTTP error (400, 426 with
+/// `Sec-WebSocket-Version: 13`, 431) and reported as [`Error::Rejected`].
+pub async fn server_with<T, F>(
+    mut io: T,
+    config: Config,
+    timer: Arc<dyn Timer>,
+    policy: F,
+) -> Result<(WebSocket, Driver<T>, Request), Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&Request) -> Result<Option<String>, Rejection>,
+{
+    let handshake_timeout = config.handshake_timeout;
+    let work = async {
+        let hs = ServerHandshake::default();
+        let mut buf = BytesMut::with_capacity(HEAD_READ);
+        let decoded = loop {
+            if read_some(&mut io, &mut buf).await? == 0 {
+                return Err(Error::HandshakeEof);
+            }
+            match hs.decode_request(&buf) {
+                Ok(Some(done)) => break Ok(done),
+                Ok(None) if buf.len() >= HEAD_BUFFER_MAX => return Err(Error::HandshakeEof),
+                Ok(None) => {}
+                Err(rejection) => break Err(rejection),
+            }
+        };
+        let mut out = Vec::with_capacity(256);
+        let answer = decoded.and_then(|(req, used)| {
+            let protocol = policy(&req)?;
+            Ok((req, used, protocol))
+        });
+        match answer {
+            Ok((req, used, protocol)) => {
+                hs.encode_accept(&req, protocol.as_deref(), &mut out);
+                write_all(&mut io, &out).await?;
+                let _head = buf.split_to(used.min(buf.len()));
+                Ok((req, buf))
+            }
+            Err(rejection) => {
+                ServerHandshake::encode_reject(&rejection, &mut out);
+                write_all(&mut io, &out).await?;
+                let _ = poll_fn(|cx| Pin::new(&mut io).poll_close(cx)).await;
+                Err(Error::Rejected(rejection))
+            }
+        }
+    };
+    let (req, leftover) = timeout(&*timer, handshake_timeout, work).await??;
+    tracing::debug!(path = req.path(), "websocket server accepted");
+    let conn = Connection::server(config.codec.clone());
+    let (ws, driver) = assemble(io, conn, leftover, config, timer);
+    Ok((ws, driver, req))
+}
+
+/// Wraps a stream whose upgrade another HTTP server already completed (hyper, axum):
+/// `leftover` is whatever that server read past the request or response head.
+pub fn from_upgraded<T>(
+    io: T,
+    role: Role,
+    leftover: &[u8],
+    config: Config,
+    timer: Arc<dyn Timer>,
+) -> (WebSocket, Driver<T>)
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let conn = match role {
+        Role::Client => Connection::client(config.codec.clone(), Box::new(rng::OsMask::new())),
+        Role::Server => Connection::server(config.codec.clone()),
+    };
+    assemble(io, conn, BytesMut::from(leftover), config, timer)
+}
+
+fn assemble<T>(
+    io: T,
+    conn: Connection,
+    leftover: BytesMut,
+    config: Config,
+    timer: Arc<dyn Timer>,
+) -> (WebSocket, Driver<T>)
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    // A futures-channel queue holds `buffer + senders` items; the driver is the one sender.
+    let (in_tx, in_rx) = mpsc::channel(config.read_queue.saturating_sub(1));
+    let (cmd_tx, cmd_rx) = mpsc::channel(config.write_queue.saturating_sub(1));
+    let (registry, pinger) = ping_channel(config.max_queued_pings.max(1));
+    let shared = Arc::new(Shared::default());
+    let ws = WebSocket::new(in_rx, cmd_tx, pinger, shared.clone());
+    let parts = DriverParts {
+        conn,
+        leftover,
+        config,
+        timer,
+        shared,
+        inbound: in_tx,
+        commands: cmd_rx,
+        registry,
+        salt: rng::salt(),
+    };
+    (ws, Driver::new(io, parts))
+}
+
+async fn timeout<F: Future>(
+    timer: &dyn Timer,
+    limit: Duration,
+    fut: F,
+) -> Result<F::Output, Error> {
+    let mut sleep = timer.sleep_until(timer.now() + limit);
+    let mut fut = pin!(fut);
+    poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(Error::HandshakeTimeout));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+async fn write_all<T: AsyncWrite + Unpin>(io: &mut T, mut data: &[u8]) -> Result<(), Error> {
+    while !data.is_empty() {
+        let n = poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, data)).await?;
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+        }
+        data = data.get(n..).unwrap_or_default();
+    }
+    poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await?;
+    Ok(())
+}
+
+/// Appends what one read returns to `buf`; 0 means end of stream.
+async fn read_some<T: AsyncRead + Unpin>(io: &mut T, buf: &mut BytesMut) -> Result<usize, Error> {
+    let len = buf.len();
+    buf.resize(len + HEAD_READ, 0);
+    let result = poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, &mut buf[len..])).await;
+    match result {
+        Ok(n) => {
+            buf.truncate(len + n);
+            Ok(n)
+        }
+        Err(e) => {
+            buf.truncate(len);
+            Err(e.into())
+        }
+    }
+}

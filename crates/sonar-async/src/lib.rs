@@ -1,0 +1,42 @@
+//! The one async WebSocket connection driver of sonar, for any runtime.
+//!
+//! `sonar-async` knows `async` but no runtime: it works over any [`futures_io`] stream and
+//! takes time from a [`Timer`]. The runtime adapters (`sonar-tokio`, `sonar-smol`,
+//! `sonar-async-std`) supply those two things and spawn the [`Driver`].
+//!
+//! A connection is two parts:
+//! - the [`Driver`], a future that owns the transport, the sans-I/O codec (`sonar-core`) and
+//!   keepalive (`sonar-keepalive`); it answers pings, sends keepalive pings, measures RTT and
+//!   detects dead peers whether or not the application is reading or writing;
+//! - the [`WebSocket`] handle (a `Stream` and `Sink` of [`Message`]s), which can be
+//!   [split](WebSocket::split) into a reader and a cloneable writer.
+//!
+//! Handshakes: [`client`], [`server`], [`server_with`], and [`from_upgraded`] for streams
+//! upgraded by another HTTP server.
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+mod config;
+mod driver;
+mod error;
+mod handshake;
+mod rng;
+mod runtime;
+mod shared;
+mod socket;
+mod timer;
+
+pub use config::{CodecConfig, Config, KeepaliveConfig};
+pub use driver::Driver;
+pub use error::Error;
+pub use handshake::{client, from_upgraded, server, server_with};
+pub use runtime::{
+    BoxFuture, Incoming, Listener, RefFuture, Runtime, accept_with, connect, connect_url,
+};
+pub use shared::{CloseStatus, Stats};
+pub use socket::{WebSocket, WsReader, WsWriter};
+pub use timer::{Sleep, Timer};
+
+pub use sonar_core::{CloseCode, CloseFrame, Message, Role, Utf8Bytes};
+pub use sonar_handshake::{Accepted, ClientRequest, Rejection, Request};
+pub use sonar_keepalive::{DeadReason, RttStats};

@@ -1,0 +1,180 @@
+//! The runtime seam: what an adapter provides (time, spawning, TCP), and the conveniences
+//! written once on top of it (`connect`, `accept`).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_io::{AsyncRead, AsyncWrite};
+use sonar_handshake::{Accepted, ClientRequest, Rejection, Request};
+
+use crate::{Config, Error, Timer, WebSocket};
+
+/// A boxed, sendable future, as runtimes spawn them.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A boxed, sendable future borrowing from its caller.
+pub type RefFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a runtime adapter bridges: a timer, spawning, and TCP connections.
+///
+/// Everything else (handshakes, the connection task, keepalive) is written once in this
+/// crate; an adapter is an implementation of this trait plus type aliases.
+pub trait Runtime: Clone + Send + Sync + 'static {
+    /// A connected TCP stream of this runtime, as a futures-io stream.
+    type Tcp: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// A listening TCP socket of this runtime.
+    type TcpListener: Send + Sync + 'static;
+
+    /// The runtime's clock and sleeps.
+    fn timer(&self) -> Arc<dyn Timer>;
+
+    /// Runs a connection task in the background.
+    fn spawn(&self, task: BoxFuture<()>);
+
+    /// Opens a TCP connection to `host:port` (with `TCP_NODELAY` set).
+    fn connect_tcp(&self, host: &str, port: u16) -> BoxFuture<io::Result<Self::Tcp>>;
+
+    /// Binds a listening socket.
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<Self::TcpListener>>;
+
+    /// Accepts one TCP connection (with `TCP_NODELAY` set).
+    fn accept_tcp<'a>(
+        &self,
+        listener: &'a Self::TcpListener,
+    ) -> RefFuture<'a, io::Result<(Self::Tcp, SocketAddr)>>;
+
+    /// The address a listening socket is bound to.
+    fn local_addr(&self, listener: &Self::TcpListener) -> io::Result<SocketAddr>;
+}
+
+/// A TCP listener whose connections become WebSockets.
+///
+/// [`accept`](Listener::accept) returns as soon as TCP accepted; the opening handshake runs
+/// when the [`Incoming`] is upgraded, typically in a task of its own, so one slow client
+/// never holds up the others.
+pub struct Listener<R: Runtime> {
+    rt: R,
+    inner: R::TcpListener,
+    config: Config,
+}
+
+impl<R: Runtime> std::fmt::Debug for Listener<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("addr", &self.local_addr().ok())
+            .finish()
+    }
+}
+
+impl<R: Runtime> Listener<R> {
+    /// Binds `addr` on runtime `rt`; every connection gets `config`.
+    pub async fn bind(rt: R, addr: SocketAddr, config: Config) -> io::Result<Self> {
+        let inner = rt.bind(addr).await?;
+        Ok(Listener { rt, inner, config })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.rt.local_addr(&self.inner)
+    }
+
+    /// Waits for the next TCP connection.
+    pub async fn accept(&self) -> io::Result<(Incoming<R>, SocketAddr)> {
+        let (tcp, peer) = self.rt.accept_tcp(&self.inner).await?;
+        let incoming = Incoming {
+            rt: self.rt.clone(),
+            tcp,
+            config: self.config.clone(),
+        };
+        Ok((incoming, peer))
+    }
+}
+
+/// An accepted TCP connection that has not done its WebSocket handshake yet.
+pub struct Incoming<R: Runtime> {
+    rt: R,
+    tcp: R::Tcp,
+    config: Config,
+}
+
+impl<R: Runtime> std::fmt::Debug for Incoming<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming").finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime> Incoming<R> {
+    /// Runs the handshake, accepting any path and no subprotocol.
+    pub async fn upgrade(self) -> Result<WebSocket, Error> {
+        self.upgrade_with(|_| Ok(None)).await.map(|(ws, _)| ws)
+    }
+
+    /// Runs the handshake with a policy that sees the request first (see
+    /// [`server_with`](crate::server_with)).
+    pub async fn upgrade_with<F>(self, policy: F) -> Result<(WebSocket, Request), Error>
+    where
+        F: FnOnce(&Request) -> Result<Option<String>, Rejection>,
+    {
+        accept_with(&self.rt, self.tcp, self.config, policy).await
+    }
+
+    /// The raw TCP stream, for callers that handle the upgrade themselves.
+    pub fn into_inner(self) -> R::Tcp {
+        self.tcp
+    }
+}
+
+/// Connects to a `ws://` URL: TCP, the opening handshake, and the connection task spawned on
+/// `rt`. Returns the handle and what the server accepted.
+pub async fn connect<R: Runtime>(
+    rt: &R,
+    request: ClientRequest,
+    config: Config,
+) -> Result<(WebSocket, Accepted), Error> {
+    let tcp = rt.connect_tcp(request.host(), request.port()).await?;
+    let (ws, driver, accepted) = crate::client(tcp, request, config, rt.timer()).await?;
+    spawn_driver(rt, driver);
+    Ok((ws, accepted))
+}
+
+/// Runs the server handshake on an accepted stream and spawns the connection task on `rt`.
+/// `policy` may inspect the request and pick a subprotocol or reject it (see
+/// [`server_with`](crate::server_with)).
+pub async fn accept_with<R, T, F>(
+    rt: &R,
+    io: T,
+    config: Config,
+    policy: F,
+) -> Result<(WebSocket, Request), Error>
+where
+    R: Runtime,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: FnOnce(&Request) -> Result<Option<String>, Rejection>,
+{
+    let (ws, driver, req) = crate::server_with(io, config, rt.timer(), policy).await?;
+    spawn_driver(rt, driver);
+    Ok((ws, req))
+}
+
+fn spawn_driver<R, T>(rt: &R, driver: crate::Driver<T>)
+where
+    R: Runtime,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    rt.spawn(Box::pin(async move {
+        if let Err(error) = driver.await {
+            tracing::debug!(%error, "websocket connection ended with an error");
+        }
+    }));
+}
+
+/// Connects to a `ws://` URL with the default configuration (see [`connect`]).
+pub async fn connect_url<R: Runtime>(rt: &R, url: &str) -> Result<WebSocket, Error> {
+    let request = ClientRequest::from_url(url).map_err(Error::Url)?;
+    connect(rt, request, Config::default())
+        .await
+        .map(|(ws, _)| ws)
+}

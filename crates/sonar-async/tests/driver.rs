@@ -1,0 +1,368 @@
+//! The connection task end to end, in memory, on tokio's virtual clock (no sleeps: paused
+//! time advances only when every task is idle).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use sonar_async::{CloseCode, Config, Error, Message, Role};
+use sonar_core::testing::FrameBuilder;
+use sonar_tokio::{TokioIo, TokioTimer};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+use tokio::time::{Instant, timeout};
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+fn timer() -> Arc<dyn sonar_async::Timer> {
+    Arc::new(TokioTimer)
+}
+
+/// A connected pair of sonar endpoints over an in-memory pipe, drivers spawned.
+async fn pair(
+    client_cfg: Config,
+    server_cfg: Config,
+) -> (sonar_async::WebSocket, sonar_async::WebSocket) {
+    let (a, b) = duplex(64 * 1024);
+    let server = tokio::spawn(async move {
+        let (ws, driver, _req) = sonar_async::server(TokioIo::new(b), server_cfg, timer())
+            .await
+            .unwrap();
+        tokio::spawn(driver);
+        ws
+    });
+    let req = sonar_async::ClientRequest::new("localhost", "/");
+    let (client, driver, _acc) = sonar_async::client(TokioIo::new(a), req, client_cfg, timer())
+        .await
+        .unwrap();
+    tokio::spawn(driver);
+    (client, server.await.unwrap())
+}
+
+/// Reads one frame from a raw peer stream; returns (first byte, unmasked payload).
+async fn read_frame(s: &mut DuplexStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).await.unwrap();
+    let masked = h[1] & 0x80 != 0;
+    let mut len = u64::from(h[1] & 0x7f);
+    if len == 126 {
+        len = u64::from(s.read_u16().await.unwrap());
+    } else if len == 127 {
+        len = s.read_u64().await.unwrap();
+    }
+    let mut key = [0u8; 4];
+    if masked {
+        s.read_exact(&mut key).await.unwrap();
+    }
+    let mut payload = vec![0u8; len as usize];
+    s.read_exact(&mut payload).await.unwrap();
+    if masked {
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= key[i % 4];
+        }
+    }
+    (h[0], payload)
+}
+
+/// Reads an HTTP head (up to and including CRLFCRLF) from a raw peer stream.
+async fn read_head(s: &mut DuplexStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+        assert!(head.len() < 8192, "head too long");
+    }
+    String::from_utf8(head).unwrap()
+}
+
+fn accept_for(head: &str) -> String {
+    let key = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+        .or_else(|| {
+            head.lines()
+                .find_map(|l| l.strip_prefix("sec-websocket-key: "))
+        })
+        .expect("request has a key");
+    sonar_handshake::accept_key(key.trim().as_bytes())
+}
+
+/// A sonar client connected to a raw, scripted server. The 101 and `first` go out in one write.
+async fn client_with_raw_server(
+    cfg: Config,
+    first: &[u8],
+) -> (sonar_async::WebSocket, DuplexStream) {
+    let (a, mut b) = duplex(64 * 1024);
+    let first = first.to_vec();
+    let server = tokio::spawn(async move {
+        let head = read_head(&mut b).await;
+        let mut out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            accept_for(&head)
+        )
+        .into_bytes();
+        out.extend_from_slice(&first);
+        b.write_all(&out).await.unwrap();
+        b
+    });
+    let req = sonar_async::ClientRequest::new("localhost", "/");
+    let (ws, driver, _) = sonar_async::client(TokioIo::new(a), req, cfg, timer())
+        .await
+        .unwrap();
+    tokio::spawn(driver);
+    (ws, server.await.unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn echo_text_and_binary_of_many_sizes() {
+    let (mut client, mut server) = pair(Config::default(), Config::default()).await;
+    let echo = tokio::spawn(async move {
+        while let Some(m) = server.recv().await {
+            server.send(m.unwrap()).await.unwrap();
+        }
+        server.close_status()
+    });
+    let sizes = [0usize, 1, 125, 126, 65_535, 65_536, 200_000, 1 << 20];
+    for (i, &n) in sizes.iter().enumerate() {
+        let msg = if i % 2 == 0 {
+            Message::text("é".repeat(n / 2))
+        } else {
+            Message::binary(Bytes::from(vec![i as u8; n]))
+        };
+        client.send(msg.clone()).await.unwrap();
+        let got = timeout(LIMIT, client.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, msg, "size {n}");
+    }
+    client.close(CloseCode::NORMAL, "done").await.unwrap();
+    assert!(client.recv().await.is_none());
+    let status = echo.await.unwrap().expect("server saw the close");
+    assert_eq!(status.code, CloseCode::NORMAL);
+    assert_eq!(status.reason, "done");
+    assert!(status.by_peer);
+    let mine = client.close_status().unwrap();
+    assert_eq!(mine.code, CloseCode::NORMAL);
+    assert!(!mine.by_peer);
+}
+
+// C-24 / B6: the 101 and the first frames arrive in one write; the Ping is answered and the
+// Text delivered (spec T18 through the whole stack).
+#[tokio::test(start_paused = true)]
+async fn frames_coalesced_with_the_101_are_not_lost() {
+    let mut first = FrameBuilder::ping(b"hi").build();
+    first.extend(FrameBuilder::text(b"Hello").build());
+    let (mut ws, mut peer) = client_with_raw_server(Config::default(), &first).await;
+    let m = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(m, Message::text("Hello"));
+    let (b0, payload) = timeout(LIMIT, read_frame(&mut peer)).await.unwrap();
+    assert_eq!(b0, 0x8a, "pong with FIN set");
+    assert_eq!(payload, b"hi");
+}
+
+// The application only writes and never reads: the peer's pings are still answered.
+#[tokio::test(start_paused = true)]
+async fn pings_are_answered_while_the_application_only_writes() {
+    let (mut ws, mut peer) = client_with_raw_server(Config::default(), &[]).await;
+    for i in 0..3u8 {
+        peer.write_all(&FrameBuilder::ping(&[0x0d, 0x90, 0x0f, i]).build())
+            .await
+            .unwrap();
+        ws.send(Message::text(format!("m{i}"))).await.unwrap();
+        // The pong and our message, in either order.
+        let mut seen_pong = false;
+        let mut seen_text = false;
+        for _ in 0..2 {
+            let (b0, payload) = timeout(Duration::from_secs(1), read_frame(&mut peer))
+                .await
+                .unwrap();
+            match b0 {
+                0x8a => {
+                    assert_eq!(payload, [0x0d, 0x90, 0x0f, i]);
+                    seen_pong = true;
+                }
+                0x81 => {
+                    assert_eq!(payload, format!("m{i}").as_bytes());
+                    seen_text = true;
+                }
+                other => panic!("unexpected frame {other:#04x}"),
+            }
+        }
+        assert!(seen_pong && seen_text);
+    }
+}
+
+// A peer that stops answering pings is declared dead within ping interval + pong timeout,
+// gets a best-effort Close 1011, and the application sees a timeout error.
+#[tokio::test(start_paused = true)]
+async fn silent_peer_is_declared_dead_within_interval_plus_timeout() {
+    let cfg = Config::default()
+        .with_ping_interval(Some(Duration::from_secs(20)))
+        .with_pong_timeout(Some(Duration::from_secs(20)));
+    let start = Instant::now();
+    let (mut ws, mut peer) = client_with_raw_server(cfg, &[]).await;
+    let err = timeout(LIMIT, ws.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    let elapsed = start.elapsed();
+    assert!(err.is_timeout(), "{err}");
+    assert!(matches!(err, Error::Keepalive(_)));
+    assert!(elapsed >= Duration::from_secs(40), "{elapsed:?}");
+    assert!(elapsed <= Duration::from_secs(41), "{elapsed:?}");
+    // What the peer saw: one keepalive ping (8 printable bytes), then Close 1011.
+    let (b0, ping) = read_frame(&mut peer).await;
+    assert_eq!(b0, 0x89);
+    assert_eq!(ping.len(), 8);
+    assert!(ping.iter().all(|b| (0x21..=0x7e).contains(b)));
+    let (b0, close) = read_frame(&mut peer).await;
+    assert_eq!(b0, 0x88);
+    assert_eq!(&close[..2], &1011u16.to_be_bytes());
+    assert_eq!(&close[2..], b"keepalive ping timeout");
+    // And the transport is closed without waiting for the peer's Close.
+    let mut rest = Vec::new();
+    assert_eq!(
+        timeout(LIMIT, peer.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap(),
+        0
+    );
+}
+
+// A peer that answers pings keeps the connection alive indefinitely, and RTT is measured.
+#[tokio::test(start_paused = true)]
+async fn answering_peer_stays_alive_and_rtt_is_measured() {
+    let (ws, mut peer) = client_with_raw_server(Config::default(), &[]).await;
+    for _ in 0..5 {
+        let (b0, ping) = timeout(LIMIT, read_frame(&mut peer)).await.unwrap();
+        assert_eq!(b0, 0x89);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        peer.write_all(&FrameBuilder::pong(&ping).build())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let rtt = ws.rtt().expect("rtt measured");
+    assert!(
+        rtt.last >= Duration::from_millis(50) && rtt.last < Duration::from_millis(60),
+        "{rtt:?}"
+    );
+    assert!(ws.close_status().is_none(), "still open");
+    assert_eq!(ws.stats().pongs_matched, 5);
+}
+
+// User ping() resolves to the RTT; truncated, empty and unsolicited pongs never complete it
+// wrongly or crash anything.
+#[tokio::test(start_paused = true)]
+async fn user_ping_survives_broken_pongs() {
+    let cfg = Config::default().with_ping_interval(None);
+    let (ws, mut peer) = client_with_raw_server(cfg, &[]).await;
+    let pinger = ws.sender();
+    let waiter = tokio::spawn(async move { pinger.ping_with(vec![0x0d, 0x90, 0x0f, 0x00]).await });
+    let (b0, ping) = timeout(LIMIT, read_frame(&mut peer)).await.unwrap();
+    assert_eq!((b0, ping.as_slice()), (0x89, &[0x0d, 0x90, 0x0f, 0x00][..]));
+    // Truncated, empty and unsolicited pongs first: ignored.
+    peer.write_all(&FrameBuilder::pong(&[0x0d, 0x90, 0x0f]).build())
+        .await
+        .unwrap();
+    peer.write_all(&FrameBuilder::pong(b"").build())
+        .await
+        .unwrap();
+    peer.write_all(&FrameBuilder::pong(b"unsolicited").build())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!waiter.is_finished());
+    peer.write_all(&FrameBuilder::pong(&[0x0d, 0x90, 0x0f, 0x00]).build())
+        .await
+        .unwrap();
+    // The same pong again: no double completion, no crash.
+    peer.write_all(&FrameBuilder::pong(&[0x0d, 0x90, 0x0f, 0x00]).build())
+        .await
+        .unwrap();
+    let rtt = timeout(LIMIT, waiter).await.unwrap().unwrap().unwrap();
+    assert_eq!(rtt, Duration::from_millis(20));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(ws.stats().pongs_unmatched, 4);
+}
+
+// Read backpressure: an application that stops reading stops the connection from reading
+// (bounded memory), and every message arrives in order once it reads again.
+#[tokio::test(start_paused = true)]
+async fn slow_reader_gets_every_message_in_order() {
+    let cfg = Config::default().with_read_queue(4);
+    let (mut ws, mut peer) = client_with_raw_server(cfg, &[]).await;
+    let writer = tokio::spawn(async move {
+        for i in 0..200u32 {
+            peer.write_all(&FrameBuilder::binary(&i.to_be_bytes()).build())
+                .await
+                .unwrap();
+        }
+        peer
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for i in 0..200u32 {
+        let m = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+        assert_eq!(m, Message::binary(Bytes::copy_from_slice(&i.to_be_bytes())));
+    }
+    drop(writer.await.unwrap());
+}
+
+// A protocol violation by the peer fails the connection with the RFC's close code and the
+// application sees the typed error after the messages that came before it.
+#[tokio::test(start_paused = true)]
+async fn protocol_error_is_reported_after_earlier_messages() {
+    let mut first = FrameBuilder::text(b"before").build();
+    first.extend(FrameBuilder::new(0x0b, b"").build()); // reserved opcode
+    let (mut ws, mut peer) = client_with_raw_server(Config::default(), &first).await;
+    let m = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(m, Message::text("before"));
+    let err = timeout(LIMIT, ws.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.close_code(), Some(CloseCode::PROTOCOL_ERROR));
+    let (b0, close) = read_frame(&mut peer).await;
+    assert_eq!((b0, &close[..]), (0x88, &1002u16.to_be_bytes()[..]));
+    assert!(ws.recv().await.is_none());
+}
+
+// A server that never answers the handshake costs only the handshake timeout.
+#[tokio::test(start_paused = true)]
+async fn stalled_handshake_times_out() {
+    let (a, _b) = duplex(1024);
+    let req = sonar_async::ClientRequest::new("localhost", "/");
+    let start = Instant::now();
+    let cfg = Config::default().with_handshake_timeout(Duration::from_secs(10));
+    let err = sonar_async::client(TokioIo::new(a), req, cfg, timer())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::HandshakeTimeout));
+    assert_eq!(start.elapsed(), Duration::from_secs(10));
+}
+
+// from_upgraded: leftover bytes that another HTTP server read past the head reach the codec.
+#[tokio::test(start_paused = true)]
+async fn from_upgraded_consumes_leftover_first() {
+    let (a, mut b) = duplex(1024);
+    let leftover = FrameBuilder::text(b"early").mask([1, 2, 3, 4]).build();
+    let (mut ws, driver) = sonar_async::from_upgraded(
+        TokioIo::new(a),
+        Role::Server,
+        &leftover,
+        Config::default(),
+        timer(),
+    );
+    tokio::spawn(driver);
+    let m = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(m, Message::text("early"));
+    ws.send(Message::text("reply")).await.unwrap();
+    let (b0, payload) = read_frame(&mut b).await;
+    assert_eq!((b0, payload.as_slice()), (0x81, &b"reply"[..]));
+}
