@@ -57,7 +57,7 @@ fn size(i: usize) -> usize {
 
 fn message(i: usize) -> Message {
     let n = size(i);
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         // Multi-byte UTF-8: "ü" is two bytes; pad with ASCII to the exact size.
         let mut s = "ü".repeat(n / 2);
         if n % 2 == 1 {
