@@ -242,7 +242,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     let result = match result {
                         Ok((id, payload)) => match self.send_ping(payload.as_ref()) {
                             Ok(()) => Ok(id),
-                            Err(_) => Err(sonar_keepalive::PingError::NotOpen),
+                            Err(_) => {
+                                // Free the user slot the refused ping would hold.
+                                self.ka.cancel_ping(id);
+                                Err(sonar_keepalive::PingError::NotOpen)
+                            }
                         },
                         Err(e) => Err(e),
                     };
@@ -338,6 +342,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 }
                 Event::Ping(_) => {
                     self.shared.counters.pings_received.fetch_add(1, Relaxed);
+                    // Feeds the optional ping-flood guard (K-22).
+                    self.ka.handle(now, Input::PingReceived);
                 }
                 Event::Pong(p) => self.ka.handle(now, Input::PongReceived(&p)),
                 Event::PingSent(p) => self.ka.handle(now, Input::PingWrittenPayload(&p)),
