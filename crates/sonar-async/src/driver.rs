@@ -284,7 +284,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     tracing::info!(%reason, "keepalive: peer declared dead");
                     // Best effort (K-16): queue Close 1011, write it if the transport takes it
                     // at once, and close the transport without waiting for the peer.
-                    let frame = CloseFrame::with_reason(CloseCode::INTERNAL, reason.close_reason());
+                    let code = CloseCode::new(reason.close_code()).unwrap_or(CloseCode::INTERNAL);
+                    let frame = CloseFrame::with_reason(code, reason.close_reason());
                     let _ = self.conn.close(Some(frame));
                     self.start_closing(now);
                     self.fail(Error::Keepalive(reason));

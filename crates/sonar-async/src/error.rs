@@ -68,7 +68,7 @@ impl Error {
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {
             Error::Protocol(e) => Some(e.close_code()),
-            Error::Keepalive(_) => Some(CloseCode::INTERNAL),
+            Error::Keepalive(reason) => CloseCode::new(reason.close_code()),
             _ => None,
         }
     }
