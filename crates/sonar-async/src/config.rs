@@ -40,6 +40,10 @@ pub struct Config {
     pub write_buffer: usize,
     /// User pings (`WebSocket::ping`) that may wait for their pong at once.
     pub max_queued_pings: usize,
+    /// TLS client configuration for `wss://` (`None`: the Mozilla roots, see
+    /// [`tls::default_client_config`](crate::tls::default_client_config)).
+    #[cfg(feature = "rustls")]
+    pub tls: Option<std::sync::Arc<crate::tls::rustls::ClientConfig>>,
 }
 
 impl Default for Config {
@@ -52,6 +56,8 @@ impl Default for Config {
             write_queue: 64,
             write_buffer: 256 * 1024,
             max_queued_pings: 16,
+            #[cfg(feature = "rustls")]
+            tls: None,
         }
     }
 }
@@ -93,6 +99,13 @@ impl Config {
     /// Sets how many messages the application may queue before `send` waits.
     pub fn with_write_queue(mut self, messages: usize) -> Self {
         self.write_queue = messages.max(1);
+        self
+    }
+
+    /// Sets the TLS client configuration used for `wss://`.
+    #[cfg(feature = "rustls")]
+    pub fn with_tls(mut self, tls: std::sync::Arc<crate::tls::rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
         self
     }
 

@@ -47,6 +47,9 @@ pub enum Error {
     /// The URL is not a valid `ws://` or `wss://` URL.
     #[error("invalid url: {0}")]
     Url(#[source] UrlError),
+    /// The host of a `wss://` URL is not a valid TLS server name.
+    #[error("invalid tls server name")]
+    InvalidServerName,
     /// A `wss://` URL was given but TLS support is not enabled.
     #[error("wss:// needs the `rustls` feature")]
     TlsNotEnabled,

@@ -189,7 +189,7 @@ where
     (ws, Driver::new(io, parts))
 }
 
-async fn timeout<F: Future>(
+pub(crate) async fn timeout<F: Future>(
     timer: &dyn Timer,
     limit: Duration,
     fut: F,

@@ -25,6 +25,8 @@ mod runtime;
 mod shared;
 mod socket;
 mod timer;
+#[cfg(feature = "rustls")]
+pub mod tls;
 
 pub use config::{CodecConfig, Config, KeepaliveConfig};
 pub use driver::Driver;

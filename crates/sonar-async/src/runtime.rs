@@ -121,6 +121,26 @@ impl<R: Runtime> Incoming<R> {
         accept_with(&self.rt, self.tcp, self.config, policy).await
     }
 
+    /// Runs the TLS handshake with `acceptor`, then the WebSocket handshake (`wss://`).
+    #[cfg(feature = "rustls")]
+    pub async fn upgrade_tls<F>(
+        self,
+        acceptor: &crate::tls::TlsAcceptor,
+        policy: F,
+    ) -> Result<(WebSocket, Request), Error>
+    where
+        F: FnOnce(&Request) -> Result<Option<String>, Rejection>,
+    {
+        let timer = self.rt.timer();
+        let tls = crate::handshake::timeout(
+            &*timer,
+            self.config.handshake_timeout,
+            acceptor.accept(self.tcp),
+        )
+        .await??;
+        accept_with(&self.rt, tls, self.config, policy).await
+    }
+
     /// The raw TCP stream, for callers that handle the upgrade themselves.
     pub fn into_inner(self) -> R::Tcp {
         self.tcp
@@ -134,8 +154,32 @@ pub async fn connect<R: Runtime>(
     request: ClientRequest,
     config: Config,
 ) -> Result<(WebSocket, Accepted), Error> {
-    let tcp = rt.connect_tcp(request.host(), request.port()).await?;
-    let (ws, driver, accepted) = crate::client(tcp, request, config, rt.timer()).await?;
+    let timer = rt.timer();
+    let limit = config.handshake_timeout;
+    let tcp = crate::handshake::timeout(
+        &*timer,
+        limit,
+        rt.connect_tcp(request.host(), request.port()),
+    )
+    .await??;
+    if request.is_secure() {
+        #[cfg(feature = "rustls")]
+        {
+            let host = request.host().to_owned();
+            let tls =
+                crate::handshake::timeout(&*timer, limit, crate::tls::connect(&config, &host, tcp))
+                    .await??;
+            let (ws, driver, accepted) = crate::client(tls, request, config, timer).await?;
+            spawn_driver(rt, driver);
+            return Ok((ws, accepted));
+        }
+        #[cfg(not(feature = "rustls"))]
+        {
+            drop(tcp);
+            return Err(Error::TlsNotEnabled);
+        }
+    }
+    let (ws, driver, accepted) = crate::client(tcp, request, config, timer).await?;
     spawn_driver(rt, driver);
     Ok((ws, accepted))
 }
