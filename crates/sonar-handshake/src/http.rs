@@ -79,7 +79,11 @@ impl ServerHandshake {
     pub fn accept_response_with(&self, req: &Request, opts: &AcceptOptions) -> http::Response<()> {
         let mut resp = http::Response::new(());
         *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
-        *resp.headers_mut() = to_header_map(accept_headers(req, opts));
+        let mut headers: HeaderList = Vec::new();
+        accept_headers(req, opts, |n, v| {
+            headers.push((String::from(n), v.to_vec()))
+        });
+        *resp.headers_mut() = to_header_map(headers);
         resp
     }
 }

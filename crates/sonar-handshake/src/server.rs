@@ -412,9 +412,7 @@ impl ServerHandshake {
     /// are not written.
     pub fn encode_accept_with(&self, req: &Request, opts: &AcceptOptions, out: &mut Vec<u8>) {
         out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
-        for (name, value) in accept_headers(req, opts) {
-            push_header(out, &name, &value);
-        }
+        accept_headers(req, opts, |name, value| push_header(out, name, value));
         out.extend_from_slice(b"\r\n");
     }
 
@@ -440,10 +438,13 @@ impl ServerHandshake {
     }
 }
 
-/// The headers of the 101, in order (shared by the byte encoder and the `http` conversion).
-pub(crate) fn accept_headers(req: &Request, opts: &AcceptOptions) -> HeaderList {
-    let mut h: HeaderList = Vec::new();
-    let mut push = |n: &str, v: &[u8]| h.push((String::from(n), v.to_vec()));
+/// Calls `push` with each header of the 101, in order (shared by the byte encoder and the
+/// `http` conversion).
+pub(crate) fn accept_headers(
+    req: &Request,
+    opts: &AcceptOptions,
+    mut push: impl FnMut(&str, &[u8]),
+) {
     push("Upgrade", b"websocket");
     push("Connection", b"Upgrade");
     push("Sec-WebSocket-Accept", req.accept_key().as_bytes());
@@ -453,22 +454,23 @@ pub(crate) fn accept_headers(req: &Request, opts: &AcceptOptions) -> HeaderList 
     {
         push("Sec-WebSocket-Protocol", p.as_bytes());
     }
-    let offered: Vec<ExtensionParams> = opts
-        .extensions
-        .iter()
-        .filter(|e| req.extensions.iter().any(|o| o.name() == e.name()))
-        .cloned()
-        .collect();
-    let exts = extensions::write_list(&offered);
-    if !exts.is_empty() {
-        push("Sec-WebSocket-Extensions", exts.as_bytes());
+    if !opts.extensions.is_empty() {
+        let offered: Vec<ExtensionParams> = opts
+            .extensions
+            .iter()
+            .filter(|e| req.extensions.iter().any(|o| o.name() == e.name()))
+            .cloned()
+            .collect();
+        let exts = extensions::write_list(&offered);
+        if !exts.is_empty() {
+            push("Sec-WebSocket-Extensions", exts.as_bytes());
+        }
     }
     for (name, value) in &opts.headers {
         if is_writable_extra_header(name, value) {
             push(name, value);
         }
     }
-    h
 }
 
 impl Rejection {
