@@ -366,3 +366,216 @@ async fn from_upgraded_consumes_leftover_first() {
     let (b0, payload) = read_frame(&mut b).await;
     assert_eq!((b0, payload.as_slice()), (0x81, &b"reply"[..]));
 }
+
+/// A transport that moves at most one byte per call and answers `Pending` every other call
+/// (waking itself at once): the worst a socket can legally do.
+struct Trickle<T> {
+    inner: T,
+    read_turn: bool,
+    write_turn: bool,
+}
+
+impl<T> Trickle<T> {
+    fn new(inner: T) -> Self {
+        Trickle {
+            inner,
+            read_turn: false,
+            write_turn: false,
+        }
+    }
+}
+
+impl<T: futures_io::AsyncRead + Unpin> futures_io::AsyncRead for Trickle<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.read_turn = !self.read_turn;
+        if !self.read_turn {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        let n = buf.len().min(1);
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, &mut buf[..n])
+    }
+}
+
+impl<T: futures_io::AsyncWrite + Unpin> futures_io::AsyncWrite for Trickle<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.write_turn = !self.write_turn;
+        if !self.write_turn {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        let n = buf.len().min(1);
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, &buf[..n])
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+// Every read and write moves one byte and every other call is Pending, on both sides and
+// through both handshakes: the result is the same as with a fast transport.
+#[tokio::test(start_paused = true)]
+async fn one_byte_reads_and_writes_with_pending_change_nothing() {
+    let (a, b) = duplex(64);
+    let server = tokio::spawn(async move {
+        let io = Trickle::new(TokioIo::new(b));
+        let (mut ws, driver, req) = sonar_async::server(io, Config::default(), timer())
+            .await
+            .unwrap();
+        tokio::spawn(driver);
+        assert_eq!(req.path(), "/trickle");
+        while let Some(m) = ws.recv().await {
+            ws.send(m.unwrap()).await.unwrap();
+        }
+        ws.close_status().unwrap()
+    });
+    let req = sonar_async::ClientRequest::new("localhost", "/trickle");
+    let io = Trickle::new(TokioIo::new(a));
+    let (mut ws, driver, _) = sonar_async::client(io, req, Config::default(), timer())
+        .await
+        .unwrap();
+    tokio::spawn(driver);
+    for n in [0usize, 1, 126, 3000] {
+        let msg = Message::text("ä".repeat(n));
+        ws.send(msg.clone()).await.unwrap();
+        assert_eq!(
+            timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap(),
+            msg
+        );
+    }
+    ws.close(CloseCode::GOING_AWAY, "bye").await.unwrap();
+    let status = timeout(LIMIT, server).await.unwrap().unwrap();
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (CloseCode::GOING_AWAY, "bye")
+    );
+}
+
+// K-13: the peer stops reading; once our writes make no progress for write_stall_timeout
+// (20 s) the connection is declared dead with WriteStalled, not hung forever.
+#[tokio::test(start_paused = true)]
+async fn write_stall_is_detected() {
+    let (ws, peer) = client_with_raw_server(Config::default(), &[]).await;
+    let mut ws = ws;
+    let start = Instant::now();
+    // 1 MiB into a 64 KiB pipe that nobody drains.
+    ws.send(Message::binary(Bytes::from(vec![7u8; 1 << 20])))
+        .await
+        .unwrap();
+    let err = timeout(LIMIT, ws.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    let elapsed = start.elapsed();
+    assert!(
+        matches!(
+            err,
+            Error::Keepalive(sonar_async::DeadReason::WriteStalled { .. })
+        ),
+        "{err}"
+    );
+    assert!(
+        elapsed >= Duration::from_secs(20) && elapsed <= Duration::from_secs(21),
+        "{elapsed:?}"
+    );
+    drop(peer);
+}
+
+// recv() is cancel safe: racing it against a timer in select! loses no message.
+#[tokio::test(start_paused = true)]
+async fn recv_is_cancel_safe_under_select() {
+    let (mut ws, mut peer) = client_with_raw_server(Config::default(), &[]).await;
+    let writer = tokio::spawn(async move {
+        for i in 0..100u32 {
+            peer.write_all(&FrameBuilder::binary(&i.to_be_bytes()).build())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        peer
+    });
+    let mut got = Vec::new();
+    let mut cancelled = 0;
+    while got.len() < 100 {
+        tokio::select! {
+            m = ws.recv() => got.push(m.unwrap().unwrap()),
+            () = tokio::time::sleep(Duration::from_millis(2)) => cancelled += 1,
+        }
+        assert!(cancelled < 10_000, "bounded");
+    }
+    assert!(cancelled > 0, "the race was exercised");
+    for (i, m) in got.into_iter().enumerate() {
+        assert_eq!(
+            m,
+            Message::binary(Bytes::copy_from_slice(&(i as u32).to_be_bytes()))
+        );
+    }
+    drop(writer.await.unwrap());
+}
+
+// send() is cancel safe: a send cancelled while the queue is full has not queued its
+// message; every send that returned Ok is delivered, in order.
+#[tokio::test(start_paused = true)]
+async fn send_is_cancel_safe_under_select() {
+    let cfg = Config::default().with_write_queue(2);
+    let (mut ws, mut peer) = client_with_raw_server(cfg, &[]).await;
+    // Big messages fill the pipe, the driver's write buffer and then the queue.
+    let big = |i: u8| Message::binary(Bytes::from(vec![i; 300 * 1024]));
+    let mut sent = Vec::new();
+    let mut cancelled = None;
+    for i in 0..20u8 {
+        match timeout(Duration::from_millis(100), ws.send(big(i))).await {
+            Ok(r) => {
+                r.unwrap();
+                sent.push(i);
+            }
+            Err(_) => {
+                cancelled = Some(i);
+                break;
+            }
+        }
+    }
+    let cancelled = cancelled.expect("the queue filled up");
+    let sender = tokio::spawn(async move {
+        ws.send(Message::text("marker")).await.unwrap();
+        ws
+    });
+    let mut seen = Vec::new();
+    loop {
+        let (b0, payload) = timeout(LIMIT, read_frame(&mut peer)).await.unwrap();
+        if b0 == 0x81 {
+            assert_eq!(payload, b"marker");
+            break;
+        }
+        // Auto-fragmentation (64 KiB): a binary start frame (0x02, FIN unset) begins each
+        // message, continuations (0x00 / 0x80) carry the rest.
+        match b0 & 0x0f {
+            0x2 => seen.push(payload[0]),
+            0x0 => {}
+            other => panic!("unexpected opcode {other:#x}"),
+        }
+        assert!(seen.len() <= 20);
+    }
+    assert_eq!(seen, sent, "cancelled message {cancelled} must not be sent");
+    drop(sender.await.unwrap());
+}
