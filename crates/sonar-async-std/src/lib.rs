@@ -1,8 +1,9 @@
 //! sonar WebSockets on the async-std runtime.
 //!
 //! async-std is discontinued upstream (RUSTSEC-2025-0052); this crate stays a thin bridge for
-//! existing users: async-std's TCP (already futures-io), its spawner, and the async-io timer
-//! that async-std itself runs on. New code should prefer `sonar-smol` or `sonar-tokio`.
+//! existing users. async-std runs on async-io, so TCP and timers are the async-io ones that
+//! `sonar-smol` bridges; only spawning is async-std's own. New code should prefer `sonar-smol`
+//! or `sonar-tokio`.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), sonar_async_std::Error> {
@@ -20,33 +21,17 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use sonar_smol::AsyncIoTimer;
+use sonar_smol::Smol;
 
 pub use sonar_async::*;
 
-/// The async-std runtime, as seen by sonar.
+/// The async-std runtime, as seen by sonar: tasks spawned on async-std, async-io underneath.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AsyncStd;
 
-/// A listener on async-std (see [`listen`]).
-pub type Listener = sonar_async::Listener<AsyncStd>;
-/// An accepted, not yet upgraded connection on async-std.
-pub type Incoming = sonar_async::Incoming<AsyncStd>;
+sonar_async::adapter_conveniences!(AsyncStd, AsyncStd, "async-std");
 
-/// Connects to a `ws://` URL with the default configuration.
-pub async fn connect(url: &str) -> Result<WebSocket, Error> {
-    sonar_async::connect_url(&AsyncStd, url).await
-}
-
-/// Connects with a full request (headers, subprotocols) and configuration.
-pub async fn connect_with(
-    request: ClientRequest,
-    config: Config,
-) -> Result<(WebSocket, Accepted), Error> {
-    sonar_async::connect(&AsyncStd, request, config).await
-}
-
-/// Runs the server handshake on an accepted stream (any path, no subprotocol).
+/// Runs the server handshake on an accepted async-std stream (any path, no subprotocol).
 pub async fn accept(stream: async_std::net::TcpStream) -> Result<WebSocket, Error> {
     let config = Config::default();
     sonar_async::accept_with(&AsyncStd, stream, config, |_| Ok(None))
@@ -54,17 +39,12 @@ pub async fn accept(stream: async_std::net::TcpStream) -> Result<WebSocket, Erro
         .map(|(ws, _)| ws)
 }
 
-/// Binds a WebSocket listener on `addr` with `config`.
-pub async fn listen(addr: SocketAddr, config: Config) -> io::Result<Listener> {
-    Listener::bind(AsyncStd, addr, config).await
-}
-
 impl Runtime for AsyncStd {
-    type Tcp = async_std::net::TcpStream;
-    type TcpListener = async_std::net::TcpListener;
+    type Tcp = <Smol as Runtime>::Tcp;
+    type TcpListener = <Smol as Runtime>::TcpListener;
 
     fn timer(&self) -> Arc<dyn Timer> {
-        Arc::new(AsyncIoTimer)
+        Smol.timer()
     }
 
     fn spawn(&self, task: BoxFuture<()>) {
@@ -72,30 +52,21 @@ impl Runtime for AsyncStd {
     }
 
     fn connect_tcp(&self, host: &str, port: u16) -> BoxFuture<io::Result<Self::Tcp>> {
-        let host = host.to_owned();
-        Box::pin(async move {
-            let tcp = async_std::net::TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            Ok(tcp)
-        })
+        Smol.connect_tcp(host, port)
     }
 
     fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<Self::TcpListener>> {
-        Box::pin(async move { async_std::net::TcpListener::bind(addr).await })
+        Smol.bind(addr)
     }
 
     fn accept_tcp<'a>(
         &self,
         listener: &'a Self::TcpListener,
     ) -> RefFuture<'a, io::Result<(Self::Tcp, SocketAddr)>> {
-        Box::pin(async move {
-            let (tcp, peer) = listener.accept().await?;
-            tcp.set_nodelay(true)?;
-            Ok((tcp, peer))
-        })
+        Smol.accept_tcp(listener)
     }
 
     fn local_addr(&self, listener: &Self::TcpListener) -> io::Result<SocketAddr> {
-        listener.local_addr()
+        Smol.local_addr(listener)
     }
 }

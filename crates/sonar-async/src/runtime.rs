@@ -222,3 +222,41 @@ pub async fn connect_url<R: Runtime>(rt: &R, url: &str) -> Result<WebSocket, Err
         .await
         .map(|(ws, _)| ws)
 }
+
+/// Writes the conveniences every runtime adapter offers (`connect`, `connect_with`,
+/// `listen`, and the `Listener` / `Incoming` aliases) for one [`Runtime`] value, so the
+/// adapters share them instead of repeating them.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! adapter_conveniences {
+    ($rt:expr, $Rt:ty, $name:literal) => {
+        #[doc = concat!("A WebSocket listener on ", $name, " (see [`listen`]).")]
+        pub type Listener = $crate::Listener<$Rt>;
+        #[doc = concat!("An accepted, not yet upgraded connection on ", $name, ".")]
+        pub type Incoming = $crate::Incoming<$Rt>;
+
+        #[doc = concat!("Connects to a `ws://` (or, with the `rustls` feature, `wss://`) URL with \
+            the default configuration; the connection task runs on ", $name, ".")]
+        pub async fn connect(
+            url: &str,
+        ) -> ::core::result::Result<$crate::WebSocket, $crate::Error> {
+            $crate::connect_url(&$rt, url).await
+        }
+
+        /// Connects with a full request (headers, subprotocols) and configuration.
+        pub async fn connect_with(
+            request: $crate::ClientRequest,
+            config: $crate::Config,
+        ) -> ::core::result::Result<($crate::WebSocket, $crate::Accepted), $crate::Error> {
+            $crate::connect(&$rt, request, config).await
+        }
+
+        /// Binds a WebSocket listener on `addr`; every connection gets `config`.
+        pub async fn listen(
+            addr: ::std::net::SocketAddr,
+            config: $crate::Config,
+        ) -> ::std::io::Result<Listener> {
+            $crate::Listener::bind($rt, addr, config).await
+        }
+    };
+}

@@ -29,34 +29,13 @@ pub use sonar_async::*;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Smol;
 
-/// A listener on smol (see [`listen`]).
-pub type Listener = sonar_async::Listener<Smol>;
-/// An accepted, not yet upgraded connection on smol.
-pub type Incoming = sonar_async::Incoming<Smol>;
-
-/// Connects to a `ws://` URL with the default configuration.
-pub async fn connect(url: &str) -> Result<WebSocket, Error> {
-    sonar_async::connect_url(&Smol, url).await
-}
-
-/// Connects with a full request (headers, subprotocols) and configuration.
-pub async fn connect_with(
-    request: ClientRequest,
-    config: Config,
-) -> Result<(WebSocket, Accepted), Error> {
-    sonar_async::connect(&Smol, request, config).await
-}
+sonar_async::adapter_conveniences!(Smol, Smol, "smol");
 
 /// Runs the server handshake on an accepted stream (any path, no subprotocol).
 pub async fn accept(stream: smol::net::TcpStream) -> Result<WebSocket, Error> {
     sonar_async::accept_with(&Smol, stream, Config::default(), |_| Ok(None))
         .await
         .map(|(ws, _)| ws)
-}
-
-/// Binds a WebSocket listener on `addr` with `config`.
-pub async fn listen(addr: SocketAddr, config: Config) -> io::Result<Listener> {
-    Listener::bind(Smol, addr, config).await
 }
 
 impl Runtime for Smol {

@@ -32,24 +32,7 @@ pub use sonar_async::*;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tokio;
 
-/// A listener on tokio (see [`listen`]).
-pub type Listener = sonar_async::Listener<Tokio>;
-/// An accepted, not yet upgraded connection on tokio.
-pub type Incoming = sonar_async::Incoming<Tokio>;
-
-/// Connects to a `ws://` URL with the default configuration; the connection task runs on
-/// the current tokio runtime.
-pub async fn connect(url: &str) -> Result<WebSocket, Error> {
-    sonar_async::connect_url(&Tokio, url).await
-}
-
-/// Connects with a full request (headers, subprotocols) and configuration.
-pub async fn connect_with(
-    request: ClientRequest,
-    config: Config,
-) -> Result<(WebSocket, Accepted), Error> {
-    sonar_async::connect(&Tokio, request, config).await
-}
+sonar_async::adapter_conveniences!(Tokio, Tokio, "tokio");
 
 /// Runs the server handshake on an accepted tokio stream (any path, no subprotocol).
 pub async fn accept<T>(stream: T) -> Result<WebSocket, Error>
@@ -72,11 +55,6 @@ where
     F: FnOnce(&Request) -> Result<Option<String>, Rejection>,
 {
     sonar_async::accept_with(&Tokio, TokioIo::new(stream), config, policy).await
-}
-
-/// Binds a WebSocket listener on `addr` with `config`.
-pub async fn listen(addr: SocketAddr, config: Config) -> io::Result<Listener> {
-    Listener::bind(Tokio, addr, config).await
 }
 
 impl Runtime for Tokio {
