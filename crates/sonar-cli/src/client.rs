@@ -94,7 +94,12 @@ pub(crate) fn describe(e: &Error) -> String {
         }
         Error::Handshake(other) => format!("handshake failed: {other}"),
         Error::Keepalive(reason) => {
-            format!("connection lost: keepalive timeout ({reason})")
+            let reason = reason.to_string();
+            if reason.contains("keepalive") {
+                format!("connection lost: {reason}")
+            } else {
+                format!("connection lost (keepalive): {reason}")
+            }
         }
         Error::Io(io) => format!("i/o error: {io}"),
         other => other.to_string(),
@@ -139,7 +144,7 @@ async fn client<R: Runtime>(
                 Err(e) => failure = Some(e),
             }
         }
-        return finish(failure, rx.close_status(), true);
+        return finish(failure, rx.close_status(), true, false);
     };
 
     let mut failure = None;
@@ -180,14 +185,14 @@ async fn client<R: Runtime>(
         }
     }
     if ended {
-        return finish(failure, rx.close_status(), false);
+        return finish(failure, rx.close_status(), false, false);
     }
     // End of stdin: Close 1000, and keep printing what arrives until the handshake is done.
     let close = tx.close(CloseCode::NORMAL, "");
     let drain = drain(&mut rx);
     let (closed, drained) = join(close, drain).await;
     let failure = drained.or(closed.err());
-    finish(failure, rx.close_status(), true)
+    finish(failure, rx.close_status(), true, true)
 }
 
 async fn drain(rx: &mut WsReader) -> Option<Error> {
@@ -202,11 +207,13 @@ async fn drain(rx: &mut WsReader) -> Option<Error> {
 }
 
 /// The exit status once the connection has ended. `any_code`: a completed closing handshake
-/// is a success whatever code the server sent (`--echo`, or after our own Close).
+/// is a success whatever code the server sent (`--echo`, or after our own Close);
+/// `we_closed`: we sent Close first (at the end of stdin).
 fn finish(
     failure: Option<Error>,
     status: Option<CloseStatus>,
     any_code: bool,
+    we_closed: bool,
 ) -> Result<ExitCode, Failure> {
     if let Some(e) = failure {
         return Err(Failure::new(describe(&e)));
@@ -216,9 +223,11 @@ fn finish(
     };
     let code = status.code;
     if code == CloseCode::ABNORMAL {
-        return Err(Failure::new(
-            "connection closed without a closing handshake (1006)",
-        ));
+        return Err(Failure::new(if !we_closed {
+            "connection closed without a closing handshake (1006)"
+        } else {
+            "the server did not complete the closing handshake in time (1006)"
+        }));
     }
     let normal = [
         CloseCode::NORMAL,

@@ -1,0 +1,564 @@
+//! The real `sonar` binary over loopback: serve + client on every runtime, ping against
+//! `sonar serve` and against broken raw servers, handshake rejection, keepalive timeout,
+//! graceful shutdown on SIGTERM, help and exit codes. Every wait is bounded.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sonar_core::{FrameHeader, apply_mask};
+
+const SONAR: &str = env!("CARGO_BIN_EXE_sonar");
+/// Upper bound for any one process to finish.
+const LIMIT: Duration = Duration::from_secs(20);
+
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Waits for `child` (killing it and failing the test past `limit`), collecting its output.
+fn finish(mut child: Child, limit: Duration) -> Output {
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_thread = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_thread = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sonar did not exit within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out_thread.join().unwrap(),
+        stderr: err_thread.join().unwrap(),
+    }
+}
+
+fn sonar(args: &[&str]) -> Command {
+    let mut cmd = Command::new(SONAR);
+    cmd.args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `sonar` with `input` on stdin (then EOF).
+fn run_with_input(args: &[&str], input: &str) -> Output {
+    let mut child = sonar(args).stdin(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    finish(child, LIMIT)
+}
+
+/// A running `sonar serve`, killed on drop.
+struct Server {
+    child: Option<Child>,
+    addr: SocketAddr,
+    stderr_lines: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(runtime: &str) -> Server {
+        let mut child = sonar(&["serve", "--addr", "127.0.0.1:0", "--runtime", runtime])
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (line_tx, line_rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut first = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut first);
+            let _ = line_tx.send(first);
+        });
+        let (err_tx, err_rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if err_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = line_rx
+            .recv_timeout(LIMIT)
+            .expect("serve prints its address");
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.parse::<SocketAddr>().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        assert!(line.contains(&format!("listening on {addr}")), "{line:?}");
+        Server {
+            child: Some(child),
+            addr,
+            stderr_lines: err_rx,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Waits for a log line containing `needle`.
+    fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr_lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line containing {needle:?}"),
+            }
+        }
+    }
+
+    fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > LIMIT {
+                let _ = child.kill();
+                panic!("serve did not exit after SIGTERM");
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn echo_on(runtime: &str) {
+    let server = Server::start(runtime);
+    let out = run_with_input(
+        &["client", &server.url(), "--runtime", runtime],
+        "hello\nworld\n",
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "hello\nworld\n");
+    server.wait_log("connection closed");
+}
+
+#[test]
+fn serve_and_client_echo_on_tokio() {
+    echo_on("tokio");
+}
+
+#[test]
+fn serve_and_client_echo_on_smol() {
+    echo_on("smol");
+}
+
+#[test]
+fn serve_and_client_echo_on_async_std() {
+    echo_on("async-std");
+}
+
+#[test]
+fn clients_on_other_runtimes_talk_to_a_tokio_server() {
+    let server = Server::start("tokio");
+    for runtime in ["smol", "async-std"] {
+        let out = run_with_input(
+            &["client", &server.url(), "--runtime", runtime],
+            "über\n\nlast line",
+        );
+        assert!(out.status.success(), "{}", out.stderr);
+        assert_eq!(out.stdout, "über\n\nlast line\n");
+    }
+}
+
+#[test]
+fn ping_against_sonar_serve() {
+    let server = Server::start("tokio");
+    let child = sonar(&["ping", &server.url(), "-c", "3", "-i", "0.1"])
+        .spawn()
+        .unwrap();
+    let out = finish(child, LIMIT);
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    let rtt_lines: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("8 bytes from 127.0.0.1: seq="))
+        .collect();
+    assert_eq!(rtt_lines.len(), 3, "{}", out.stdout);
+    for (i, line) in rtt_lines.iter().enumerate() {
+        assert!(line.contains(&format!("seq={} rtt=", i + 1)), "{line}");
+        assert!(line.ends_with(" ms"), "{line}");
+    }
+    assert!(!out.stdout.contains("warning"), "{}", out.stdout);
+    assert!(out.stdout.contains(&format!(
+        "--- {} websocket ping statistics ---",
+        server.url()
+    )));
+    assert!(
+        out.stdout
+            .contains("3 pings sent, 3 pongs received, 0% loss")
+    );
+    assert!(out.stdout.contains("rtt min/avg/max = "));
+}
+
+// ----- raw servers ---------------------------------------------------------------------------
+
+/// Reads an HTTP head (bounded) and returns it.
+fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(head.len() < 16 * 1024, "head too large");
+        if stream.read(&mut byte).unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// Completes the server side of the opening handshake.
+fn accept_handshake(stream: &mut TcpStream) {
+    let head = read_head(stream);
+    let key = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| value.trim().to_owned())
+        })
+        .expect("a websocket key");
+    let accept = sonar_handshake::accept_key(key.as_bytes());
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    stream.write_all(response.as_bytes()).unwrap();
+}
+
+/// Reads one frame from a client: (first byte, unmasked payload); `None` at EOF or timeout.
+fn read_frame(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut head = Vec::new();
+    loop {
+        if let Ok(Some((h, _))) = FrameHeader::parse(&head) {
+            assert!(h.len <= 1 << 20);
+            let mut payload = vec![0u8; h.len as usize];
+            stream.read_exact(&mut payload).ok()?;
+            if let Some(key) = h.mask {
+                apply_mask(&mut payload, key, 0);
+            }
+            return Some((head[0], payload));
+        }
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+}
+
+fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut v = vec![first, payload.len() as u8];
+    v.extend_from_slice(payload);
+    v
+}
+
+/// Serves one connection on a thread with `behave`; returns the address.
+fn raw_server(behave: impl FnOnce(TcpStream) + Send + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(LIMIT)).unwrap();
+        behave(stream);
+    });
+    addr
+}
+
+/// A server that answers every ping with `pong(payload)`.
+fn pong_server(pong: fn(&[u8]) -> Vec<u8>) -> SocketAddr {
+    raw_server(move |mut s| {
+        accept_handshake(&mut s);
+        while let Some((first, payload)) = read_frame(&mut s) {
+            match first & 0x0f {
+                0x9 => s.write_all(&pong(&payload)).unwrap(),
+                0x8 => {
+                    let _ = s.write_all(&frame(0x88, &payload));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+fn ping_broken(addr: SocketAddr) -> Output {
+    let url = format!("ws://{addr}/");
+    let child = sonar(&["ping", &url, "-c", "2", "-i", "0.05", "-W", "2"])
+        .spawn()
+        .unwrap();
+    finish(child, LIMIT)
+}
+
+#[test]
+fn ping_warns_about_pongs_without_fin() {
+    let addr = pong_server(|p| frame(0x0a, p));
+    let out = ping_broken(addr);
+    assert_eq!(out.status.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("warning: seq=1: pong without FIN"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("warning: seq=2: pong without FIN"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("seq=1 rtt="), "{}", out.stdout);
+    assert!(out.stdout.contains("(non-conforming)"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("2 pings sent, 2 pongs received, 0% loss, 2 non-conforming")
+    );
+}
+
+#[test]
+fn ping_warns_about_truncated_pongs() {
+    let addr = pong_server(|p| frame(0x8a, &p[..p.len() / 2]));
+    let out = ping_broken(addr);
+    assert_eq!(out.status.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("warning: seq=1: pong payload truncated (4 of 8 bytes echoed)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("4 bytes from 127.0.0.1: seq=2"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn ping_warns_about_masked_rsv_pongs_and_garbage() {
+    // Masked (key 0) with RSV1, and then bytes that are no frame at all.
+    let addr = pong_server(|p| {
+        let mut v = vec![0xca, 0x80 | p.len() as u8, 0, 0, 0, 0];
+        v.extend_from_slice(p);
+        v.extend_from_slice(&[0xff, 0xff, 0xff]);
+        v
+    });
+    let out = ping_broken(addr);
+    assert_eq!(out.status.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("pong with RSV bits set (0x40)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("pong masked by the server"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("websocket ping statistics"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn ping_counts_loss_against_a_silent_server() {
+    let addr = raw_server(|mut s| {
+        accept_handshake(&mut s);
+        while read_frame(&mut s).is_some() {}
+    });
+    let url = format!("ws://{addr}");
+    let child = sonar(&["ping", &url, "-c", "2", "-i", "0.05", "-W", "0.3"])
+        .spawn()
+        .unwrap();
+    let out = finish(child, LIMIT);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.contains("no pong for seq=1 within 0.300 s"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("2 pings sent, 0 pongs received, 100% loss"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn client_reports_a_rejected_handshake() {
+    let addr = raw_server(|mut s| {
+        read_head(&mut s);
+        s.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+    });
+    let out = run_with_input(&["client", &format!("ws://{addr}/")], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.stderr.trim_end(),
+        "sonar: handshake rejected: 401 Unauthorized"
+    );
+    assert_eq!(out.stdout, "");
+}
+
+#[test]
+fn ping_reports_a_rejected_handshake() {
+    let addr = raw_server(|mut s| {
+        read_head(&mut s);
+        s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+    });
+    let out = finish(
+        sonar(&["ping", &format!("ws://{addr}/"), "-c", "1"])
+            .spawn()
+            .unwrap(),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stderr.contains("handshake rejected: 403 Forbidden"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn client_fails_when_the_server_stops_answering_pings() {
+    let addr = raw_server(|mut s| {
+        accept_handshake(&mut s);
+        // Read (so that writes never stall) but never answer.
+        while read_frame(&mut s).is_some() {}
+    });
+    let mut child = sonar(&[
+        "client",
+        &format!("ws://{addr}/"),
+        "--ping-interval",
+        "0.2",
+        "--ping-timeout",
+        "0.2",
+    ])
+    .stdin(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Keep stdin open: the client must notice the dead server by itself.
+    let stdin: ChildStdin = child.stdin.take().unwrap();
+    let out = finish(child, Duration::from_secs(10));
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("sonar: "), "{}", out.stderr);
+    assert!(last.contains("keepalive"), "{}", out.stderr);
+}
+
+#[test]
+fn serve_sends_close_1001_on_sigterm() {
+    let mut server = Server::start("tokio");
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    server.wait_log("connection opened");
+
+    let kill = thread::spawn(move || server.terminate());
+    let (first, payload) = read_frame(&mut s).expect("a close frame");
+    assert_eq!(first, 0x88);
+    assert_eq!(&payload[..2], &1001u16.to_be_bytes());
+    assert_eq!(&payload[2..], b"server shutting down");
+    // Answer the close (masked, key 0) like a client would.
+    s.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9]).unwrap();
+    let status = kill.join().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn client_echo_mode_echoes_until_the_server_closes() {
+    let (tx, rx) = mpsc::channel();
+    let addr = raw_server(move |mut s| {
+        accept_handshake(&mut s);
+        s.write_all(&frame(0x81, b"text")).unwrap();
+        s.write_all(&frame(0x82, &[0, 1, 2])).unwrap();
+        let got: Vec<_> = (0..2).map(|_| read_frame(&mut s).unwrap()).collect();
+        s.write_all(&frame(0x88, &[0x03, 0xf3])).unwrap(); // 1011: any code is fine
+        let close = read_frame(&mut s).unwrap();
+        tx.send((got, close)).unwrap();
+    });
+    let out = run_with_input(&["client", &format!("ws://{addr}"), "--echo"], "ignored\n");
+    assert!(out.status.success(), "{}", out.stderr);
+    let (got, close) = rx.recv_timeout(LIMIT).unwrap();
+    assert_eq!(got, vec![(0x81, b"text".to_vec()), (0x82, vec![0, 1, 2])]);
+    assert_eq!(close, (0x88, vec![0x03, 0xf3]));
+    assert_eq!(out.stdout, "");
+}
+
+#[test]
+fn help_has_examples_and_exit_codes() {
+    let out = finish(sonar(&["--help"]).spawn().unwrap(), LIMIT);
+    assert!(out.status.success());
+    assert!(out.stdout.contains("Exit codes:"), "{}", out.stdout);
+    for sub in ["serve", "client", "ping"] {
+        let out = finish(sonar(&[sub, "--help"]).spawn().unwrap(), LIMIT);
+        assert!(out.status.success());
+        assert!(out.stdout.contains("Examples:"), "{sub}: {}", out.stdout);
+        assert!(out.stdout.contains(&format!("sonar {sub} ")), "{sub}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["ping"][..],
+        &["ping", "ws://127.0.0.1:1", "-s", "126"],
+        &["serve", "--ping-interval", "soon"],
+        &["client", "http://127.0.0.1:1/"],
+        &["frobnicate"],
+    ] {
+        let out = finish(sonar(args).spawn().unwrap(), LIMIT);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", out.stderr);
+    }
+}
