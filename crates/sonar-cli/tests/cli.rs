@@ -24,16 +24,20 @@ struct Output {
 
 /// Waits for `child` (killing it and failing the test past `limit`), collecting its output.
 fn finish(mut child: Child, limit: Duration) -> Output {
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
     let out_thread = thread::spawn(move || {
         let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
+        if let Some(mut stdout) = stdout {
+            let _ = stdout.read_to_string(&mut s);
+        }
         s
     });
     let err_thread = thread::spawn(move || {
         let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
+        if let Some(mut stderr) = stderr {
+            let _ = stderr.read_to_string(&mut s);
+        }
         s
     });
     let start = Instant::now();
@@ -561,4 +565,130 @@ fn usage_errors_exit_2() {
         let out = finish(sonar(args).spawn().unwrap(), LIMIT);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", out.stderr);
     }
+}
+
+#[test]
+fn client_sends_headers_and_subprotocols() {
+    let (tx, rx) = mpsc::channel();
+    let addr = raw_server(move |mut s| {
+        let head = read_head(&mut s);
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap()
+            .to_owned();
+        let accept = sonar_handshake::accept_key(key.as_bytes());
+        let response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
+        );
+        s.write_all(response.as_bytes()).unwrap();
+        s.write_all(&frame(0x88, &[0x03, 0xe8])).unwrap();
+        let _ = read_frame(&mut s);
+        tx.send(head).unwrap();
+    });
+    let out = run_with_input(
+        &[
+            "client",
+            &format!("ws://{addr}/room?x=1"),
+            "-H",
+            "Authorization: Bearer t0k3n",
+            "--header",
+            "X-Trace: 42",
+            "--protocol",
+            "chat",
+            "--protocol",
+            "superchat",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let head = rx.recv_timeout(LIMIT).unwrap();
+    assert!(head.starts_with("GET /room?x=1 HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nAuthorization: Bearer t0k3n\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nX-Trace: 42\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nSec-WebSocket-Protocol: chat, superchat\r\n"),
+        "{head}"
+    );
+}
+
+#[test]
+fn serve_enforces_max_message_size() {
+    let mut cmd = sonar(&["serve", "--addr", "127.0.0.1:0", "--max-message-size", "8"]);
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.parse::<SocketAddr>().ok())
+        .unwrap();
+    let out = run_with_input(
+        &["client", &format!("ws://{addr}")],
+        "this line is longer than eight bytes\n",
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    assert!(
+        out.stderr
+            .contains("server closed the connection with 1009"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn ping_prints_the_summary_on_ctrl_c() {
+    let server = Server::start("tokio");
+    let mut child = sonar(&["ping", &server.url(), "-i", "0.05"])
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while lines
+        .iter()
+        .filter(|l: &&String| l.contains(" rtt="))
+        .count()
+        < 2
+    {
+        lines.push(rx.recv_timeout(LIMIT).expect("rtt lines"));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + LIMIT;
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        lines.push(line);
+    }
+    let status = finish(child, LIMIT).status;
+    let text = lines.join("\n");
+    assert!(text.contains("websocket ping statistics"), "{text}");
+    assert!(text.contains("rtt min/avg/max"), "{text}");
+    let summary = lines.iter().find(|l| l.contains("pings sent")).unwrap();
+    // Interrupted while waiting between pings (0 loss) or for a pong (that one is lost).
+    assert!(
+        status.code() == Some(0) || summary.contains("% loss"),
+        "{text}"
+    );
 }
