@@ -12,7 +12,8 @@ Exit codes:
      lost or non-conforming pongs
   2  usage error (bad flags or arguments)
 
-Logging: set RUST_LOG (default `info`), e.g. RUST_LOG=debug sonar serve. Logs go to stderr.
+Logging: set RUST_LOG (default `info,sonar_async=warn`), e.g. RUST_LOG=debug sonar serve.
+Logs go to stderr, one line per event.
 
 Examples:
   sonar serve

@@ -46,10 +46,12 @@ impl Failure {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // The driver's own keepalive line has no peer address; ours does (one line each).
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sonar_async=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

@@ -174,6 +174,13 @@ async fn connection<R: Runtime>(
     log_end(peer, id, failure, rx.close_status());
 }
 
+fn describe(e: &Error) -> String {
+    match e {
+        Error::Keepalive(reason) => reason.to_string(),
+        other => other.to_string(),
+    }
+}
+
 fn log_end(
     peer: SocketAddr,
     id: u64,
@@ -189,11 +196,13 @@ fn log_end(
         None => (CloseCode::ABNORMAL.as_u16(), "", "nobody"),
     };
     match failure {
-        Some(Error::Keepalive(reason)) => {
-            tracing::warn!(%peer, id, code, "keepalive timeout: {reason}");
+        Some(e @ Error::Keepalive(_)) => {
+            let sent = e.close_code().map(|c| c.as_u16());
+            tracing::warn!(%peer, id, code, sent_code = ?sent, "keepalive timeout: {}", describe(&e));
         }
         Some(e) => {
-            tracing::warn!(%peer, id, code, error = %e, "connection failed");
+            let sent = e.close_code().map(|c| c.as_u16());
+            tracing::warn!(%peer, id, code, sent_code = ?sent, error = %e, "connection failed");
         }
         None => {
             tracing::info!(%peer, id, code, reason, closed_by = by, "connection closed");

@@ -87,9 +87,13 @@ struct Server {
 
 impl Server {
     fn start(runtime: &str) -> Server {
-        let mut child = sonar(&["serve", "--addr", "127.0.0.1:0", "--runtime", runtime])
-            .spawn()
-            .unwrap();
+        Server::start_with(&["--runtime", runtime])
+    }
+
+    fn start_with(extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut child = sonar(&args).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (line_tx, line_rx) = mpsc::channel();
@@ -691,4 +695,34 @@ fn ping_prints_the_summary_on_ctrl_c() {
         status.code() == Some(0) || summary.contains("% loss"),
         "{text}"
     );
+}
+
+#[test]
+fn serve_logs_keepalive_timeouts_on_every_runtime() {
+    for runtime in ["tokio", "smol", "async-std"] {
+        let server = Server::start_with(&[
+            "--runtime",
+            runtime,
+            "--ping-interval",
+            "0.1",
+            "--ping-timeout",
+            "0.2",
+        ]);
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        s.write_all(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+        assert!(read_head(&mut s).starts_with("HTTP/1.1 101"));
+        // Read the server's pings but never answer them.
+        let reader = thread::spawn(move || {
+            let mut sink = [0u8; 1024];
+            while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+        });
+        let line = server.wait_log("keepalive timeout");
+        assert!(line.contains("peer=127.0.0.1:"), "{runtime}: {line}");
+        reader.join().unwrap();
+    }
 }
