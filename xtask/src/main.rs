@@ -46,7 +46,8 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: cargo xtask <command>
-  ci                      fmt, clippy, tests, no_std builds, loom, docs, bench smoke test
+  ci                      fmt, clippy, tests (debug and release), no_std builds, loom, docs,
+                          bench smoke test
   loom [--deep]           loom models of sonar-keepalive (LOOM_MAX_PREEMPTIONS=2, 3 with --deep)
   fuzz [TARGET..] [--seconds N]
                           run cargo-fuzz targets for N seconds each (default 600)";
@@ -119,6 +120,23 @@ fn ci(args: &[String]) -> Result<(), String> {
         Box::new(|| {
             let mut c = cargo();
             c.args(["test", "--workspace", "--all-features"]);
+            run(c)
+        }),
+    ));
+    steps.push((
+        "test (release)".into(),
+        Box::new(|| {
+            // Users run optimized builds: the whole suite again with optimizations, which once
+            // caught a bug that only optimized builds had.
+            let mut c = cargo();
+            c.args([
+                "test",
+                "--release",
+                "--workspace",
+                "--all-features",
+                "--exclude",
+                "xtask",
+            ]);
             run(c)
         }),
     ));
