@@ -146,7 +146,7 @@ pub(crate) struct PingArgs {
     /// ws:// or wss:// URL to ping.
     pub(crate) url: String,
     /// Stop after COUNT pings (default: until Ctrl-C).
-    #[arg(short = 'c', value_name = "COUNT")]
+    #[arg(short = 'c', value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) count: Option<u64>,
     /// Wait SECS between pings.
     #[arg(short = 'i', value_name = "SECS", default_value = "1", value_parser = parse_secs)]

@@ -562,6 +562,8 @@ fn usage_errors_exit_2() {
     for args in [
         &["ping"][..],
         &["ping", "ws://127.0.0.1:1", "-s", "126"],
+        &["ping", "ws://127.0.0.1:1", "-c", "0"],
+        &["ping", "ftp://127.0.0.1:1"],
         &["serve", "--ping-interval", "soon"],
         &["client", "http://127.0.0.1:1/"],
         &["frobnicate"],
