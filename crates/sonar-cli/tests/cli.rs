@@ -501,7 +501,13 @@ fn client_fails_when_the_server_stops_answering_pings() {
 
 #[test]
 fn serve_sends_close_1001_on_sigterm() {
-    let mut server = Server::start("tokio");
+    for runtime in ["tokio", "smol", "async-std"] {
+        close_1001_on_sigterm(runtime);
+    }
+}
+
+fn close_1001_on_sigterm(runtime: &str) {
+    let mut server = Server::start(runtime);
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(LIMIT)).unwrap();
     s.write_all(
@@ -521,7 +527,7 @@ fn serve_sends_close_1001_on_sigterm() {
     // Answer the close (masked, key 0) like a client would.
     s.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9]).unwrap();
     let status = kill.join().unwrap();
-    assert!(status.success(), "{status:?}");
+    assert!(status.success(), "{runtime}: {status:?}");
 }
 
 #[test]
