@@ -4,6 +4,8 @@
 //! - `cargo xtask loom [--deep]`: the loom models of `sonar-keepalive`.
 //! - `cargo xtask fuzz [TARGET...] [--seconds N]`: bounded cargo-fuzz runs.
 
+mod conformance;
+
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
         "ci" => ci(rest),
         "loom" => loom(rest.iter().any(|a| a == "--deep")),
         "fuzz" => fuzz(rest),
+        "conformance" => conformance::conformance(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -49,10 +52,13 @@ const USAGE: &str = "usage: cargo xtask <command>
   ci                      fmt, clippy, tests (debug and release), no_std builds, loom, docs,
                           bench smoke test
   loom [--deep]           loom models of sonar-keepalive (LOOM_MAX_PREEMPTIONS=2, 3 with --deep)
+  conformance [--bless] [--runtime=R]
+                          Autobahn cases (kosoku) against `sonar serve` / `sonar client --echo`
+                          on every runtime, gated on conformance/expected-*.json
   fuzz [TARGET..] [--seconds N]
                           run cargo-fuzz targets for N seconds each (default 600)";
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     // xtask/ sits one level below the workspace root.
     let manifest = env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
     manifest
@@ -60,13 +66,13 @@ fn root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut c = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(root());
     c
 }
 
-fn run(mut cmd: Command) -> Result<(), String> {
+pub(crate) fn run(mut cmd: Command) -> Result<(), String> {
     let shown = format!("{cmd:?}");
     let status = cmd
         .status()

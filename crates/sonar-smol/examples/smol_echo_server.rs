@@ -1,8 +1,8 @@
 //! An echo server on smol: every text and binary message is sent back unchanged.
 //!
 //! ```text
-//! cargo run -p sonar-smol --example echo_server             # listens on 127.0.0.1:9001
-//! cargo run -p sonar-smol --example echo_client             # in another shell
+//! cargo run -p sonar-smol --example smol_echo_server             # listens on 127.0.0.1:9001
+//! cargo run -p sonar-smol --example smol_echo_client             # in another shell
 //! ```
 
 use sonar_smol::{Config, Error};

@@ -1,8 +1,8 @@
 //! An echo client on tokio: sends three messages, prints the replies, closes.
 //!
 //! ```text
-//! cargo run -p sonar-cli -- serve                            # or: --example echo_server
-//! cargo run -p sonar-tokio --example echo_client [ws://127.0.0.1:9001]
+//! cargo run -p sonar-cli -- serve                            # or: --example tokio_echo_server
+//! cargo run -p sonar-tokio --example tokio_echo_client [ws://127.0.0.1:9001]
 //! ```
 
 use sonar_tokio::{CloseCode, Message};

@@ -3,8 +3,8 @@
 //! async-std is discontinued upstream; prefer `sonar-smol` or `sonar-tokio` for new code.
 //!
 //! ```text
-//! cargo run -p sonar-async-std --example echo_server        # listens on 127.0.0.1:9001
-//! cargo run -p sonar-async-std --example echo_client        # in another shell
+//! cargo run -p sonar-async-std --example async_std_echo_server        # listens on 127.0.0.1:9001
+//! cargo run -p sonar-async-std --example async_std_echo_client        # in another shell
 //! ```
 
 use sonar_async_std::{Config, Error};

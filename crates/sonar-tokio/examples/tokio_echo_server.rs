@@ -1,8 +1,8 @@
 //! An echo server on tokio: every text and binary message is sent back unchanged.
 //!
 //! ```text
-//! cargo run -p sonar-tokio --example echo_server            # listens on 127.0.0.1:9001
-//! cargo run -p sonar-tokio --example echo_client            # in another shell
+//! cargo run -p sonar-tokio --example tokio_echo_server            # listens on 127.0.0.1:9001
+//! cargo run -p sonar-tokio --example tokio_echo_client            # in another shell
 //! ```
 //!
 //! Each connection runs in a task of its own, handshake included, so one slow client never

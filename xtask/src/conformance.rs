@@ -1,0 +1,392 @@
+//! `cargo xtask conformance`: the Autobahn TestSuite cases (run by the PyPI package
+//! `kosoku`) against the real `sonar` binary, on every runtime, as server and as client.
+//!
+//! Gate: no case may be FAILED (or UNIMPLEMENTED outside the compression cases 12.* and
+//! 13.*), and every case's verdict must equal the committed `conformance/expected-*.json`;
+//! a change in either direction fails with the case named. `--bless` rewrites the expected
+//! files from the current run.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{cargo, root, run};
+
+/// The pinned Autobahn runner.
+const KOSOKU: &str = "kosoku==0.1.0";
+const RUNTIMES: &[&str] = &["tokio", "smol", "async-std"];
+/// Bound on one client-mode case (the slowest Autobahn cases take a few seconds).
+const CASE_LIMIT: Duration = Duration::from_secs(60);
+/// Bound on the whole of one run of the suite in one role.
+const RUN_LIMIT: Duration = Duration::from_secs(900);
+
+/// Verdicts of one case: (behavior, behaviorClose).
+type Verdicts = BTreeMap<String, (String, String)>;
+
+pub(crate) fn conformance(args: &[String]) -> Result<(), String> {
+    let bless = args.iter().any(|a| a == "--bless");
+    let only: Vec<&str> = args
+        .iter()
+        .filter_map(|a| a.strip_prefix("--runtime="))
+        .collect();
+    let dir = root().join("target").join("conformance");
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let python = ensure_venv(&dir)?;
+    let kosoku = python.with_file_name("kosoku");
+    let sonar = build_sonar()?;
+
+    let mut summary = Vec::new();
+    let mut problems = Vec::new();
+    for rt in RUNTIMES
+        .iter()
+        .filter(|r| only.is_empty() || only.contains(r))
+    {
+        for role in ["server", "client"] {
+            let out = dir.join(format!("{role}-{rt}"));
+            let _ = fs::remove_dir_all(&out);
+            eprintln!("==> conformance: sonar as {role} on {rt}");
+            let started = Instant::now();
+            let verdicts = match role {
+                "server" => run_server_mode(&sonar, &kosoku, rt, &out)?,
+                _ => run_client_mode(&sonar, &kosoku, rt, &out)?,
+            };
+            let took = started.elapsed();
+            problems.extend(gate(&verdicts, role, rt, bless)?);
+            summary.push((format!("{role} on {rt}"), count(&verdicts), took));
+        }
+    }
+
+    println!("\nAutobahn (kosoku) summary:");
+    println!(
+        "  {:<22} {:>5} {:>5} {:>10} {:>13} {:>13} {:>6} {:>7}",
+        "run", "cases", "OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED", "time"
+    );
+    for (name, c, took) in &summary {
+        println!(
+            "  {:<22} {:>5} {:>5} {:>10} {:>13} {:>13} {:>6} {:>6.0}s",
+            name,
+            c.total,
+            c.ok,
+            c.non_strict,
+            c.informational,
+            c.unimplemented,
+            c.failed,
+            took.as_secs_f64()
+        );
+    }
+    if problems.is_empty() {
+        println!("conformance: every case as expected");
+        Ok(())
+    } else {
+        for p in &problems {
+            eprintln!("conformance: {p}");
+        }
+        Err(format!("{} conformance problem(s)", problems.len()))
+    }
+}
+
+fn ensure_venv(dir: &Path) -> Result<PathBuf, String> {
+    let venv = dir.join("venv");
+    let python = venv.join("bin").join("python");
+    if !python.exists() {
+        eprintln!("==> creating {}", venv.display());
+        let mut c = Command::new("python3");
+        c.args(["-m", "venv"]).arg(&venv);
+        run(c)?;
+    }
+    let has = Command::new(&python)
+        .args([
+            "-c",
+            "import importlib.metadata as m; assert m.version('kosoku') == '0.1.0'",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !has {
+        eprintln!("==> installing {KOSOKU}");
+        let mut c = Command::new(&python);
+        c.args(["-m", "pip", "install", "--quiet", KOSOKU]);
+        run(c)?;
+    }
+    Ok(python)
+}
+
+fn build_sonar() -> Result<PathBuf, String> {
+    let mut c = cargo();
+    c.args(["build", "--release", "--quiet", "-p", "sonar-cli"]);
+    run(c)?;
+    Ok(root().join("target").join("release").join("sonar"))
+}
+
+/// Kills the child when dropped, so no server outlives a failed step.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_server_mode(sonar: &Path, kosoku: &Path, rt: &str, out: &Path) -> Result<Verdicts, String> {
+    let mut server = Command::new(sonar)
+        .args(["serve", "--addr", "127.0.0.1:0", "--runtime", rt])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("could not start {}: {e}", sonar.display()))?;
+    let stdout = server.stdout.take().ok_or("no stdout from sonar serve")?;
+    let guard = Guard(server);
+    let mut addr = None;
+    for line in BufReader::new(stdout).lines().take(50) {
+        let line = line.map_err(|e| e.to_string())?;
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            addr = rest.split_whitespace().next().map(str::to_owned);
+            break;
+        }
+    }
+    let addr = addr.ok_or("sonar serve never printed `listening on ADDR`")?;
+    let mut c = Command::new(kosoku);
+    c.args(["-m", "fuzzingclient", &addr, "-p", "2", "-o"])
+        .arg(out);
+    c.stdout(Stdio::null());
+    // kosoku exits non-zero when any case is not OK; the gate below decides.
+    let _ = wait_bounded(c, RUN_LIMIT)?;
+    drop(guard);
+    read_reports(out)
+}
+
+fn run_client_mode(sonar: &Path, kosoku: &Path, rt: &str, out: &Path) -> Result<Verdicts, String> {
+    let mut server = Command::new(kosoku)
+        .args(["-m", "fuzzingserver", "127.0.0.1:0", "-o"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start kosoku: {e}"))?;
+    let stderr = server.stderr.take().ok_or("no stderr from kosoku")?;
+    let mut guard = Guard(server);
+    let mut base = None;
+    for line in BufReader::new(stderr).lines().take(50) {
+        let line = line.map_err(|e| e.to_string())?;
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            base = rest.split_whitespace().next().map(str::to_owned);
+            break;
+        }
+    }
+    let base = base.ok_or("kosoku fuzzingserver never said where it listens")?;
+    let count: usize = {
+        let out = Command::new(sonar)
+            .args(["client", &format!("{base}/getCaseCount")])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim()
+            .parse()
+            .map_err(|_| format!("getCaseCount answered {text:?}"))?
+    };
+    let agent = format!("sonar-{rt}");
+    let started = Instant::now();
+    for case in 1..=count {
+        let mut c = Command::new(sonar);
+        c.args(["client", "--echo", "--runtime", rt]);
+        c.arg(format!("{base}/runCase?case={case}&agent={agent}"));
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // A case may end with an error exit (the suite provokes them); only hangs matter.
+        let _ = wait_bounded(c, CASE_LIMIT)?;
+        if started.elapsed() > RUN_LIMIT {
+            return Err(format!(
+                "client mode on {rt} took longer than {RUN_LIMIT:?}"
+            ));
+        }
+    }
+    let mut c = Command::new(sonar);
+    c.args(["client", &format!("{base}/updateReports?agent={agent}")]);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _ = wait_bounded(c, CASE_LIMIT)?;
+    // kosoku writes its reports and exits once the run is over.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while guard.0.try_wait().map_err(|e| e.to_string())?.is_none() {
+        if Instant::now() > deadline {
+            return Err("kosoku fuzzingserver did not finish after updateReports".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    read_reports(out)
+}
+
+/// Runs a command to completion within `limit` (killing it past that); returns whether it
+/// exited successfully.
+fn wait_bounded(mut c: Command, limit: Duration) -> Result<bool, String> {
+    let shown = format!("{c:?}");
+    let child = c
+        .spawn()
+        .map_err(|e| format!("could not start {shown}: {e}"))?;
+    let mut guard = Guard(child);
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = guard.0.try_wait().map_err(|e| e.to_string())? {
+            return Ok(status.success());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{shown} did not finish within {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn read_reports(out: &Path) -> Result<Verdicts, String> {
+    let mut verdicts = Verdicts::new();
+    let entries = fs::read_dir(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if !name.ends_with(".json") || name == "index.json" {
+            continue;
+        }
+        let text = fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        let id = json_string(&text, "id");
+        let behavior = json_string(&text, "behavior");
+        let close = json_string(&text, "behaviorClose");
+        if let (Some(id), Some(b), Some(c)) = (id, behavior, close) {
+            verdicts.insert(id, (b, c));
+        }
+    }
+    if verdicts.is_empty() {
+        return Err(format!("no case reports in {}", out.display()));
+    }
+    Ok(verdicts)
+}
+
+/// The string value of a top-level `"key": "value"` in kosoku's pretty-printed report.
+fn json_string(text: &str, key: &str) -> Option<String> {
+    let needle = format!("\n   \"{key}\": \"");
+    let start = text.find(&needle)? + needle.len();
+    let end = text[start..].find('"')?;
+    Some(text[start..start + end].to_owned())
+}
+
+fn is_compression(id: &str) -> bool {
+    id.starts_with("12.") || id.starts_with("13.")
+}
+
+/// Checks one run; returns the problems found (empty: as expected).
+fn gate(verdicts: &Verdicts, role: &str, rt: &str, bless: bool) -> Result<Vec<String>, String> {
+    let mut problems = Vec::new();
+    for (id, (b, c)) in verdicts {
+        let acceptable = |v: &str| {
+            matches!(v, "OK" | "INFORMATIONAL" | "NON-STRICT")
+                || (is_compression(id) && v == "UNIMPLEMENTED")
+        };
+        if !acceptable(b) || !acceptable(c) {
+            problems.push(format!("{role} on {rt}: case {id} is {b} / {c}"));
+        }
+    }
+    let file = root()
+        .join("conformance")
+        .join(format!("expected-{role}-{rt}.json"));
+    if bless {
+        fs::create_dir_all(file.parent().unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;
+        fs::write(&file, to_json(verdicts)).map_err(|e| format!("{}: {e}", file.display()))?;
+        eprintln!("blessed {}", file.display());
+        return Ok(problems);
+    }
+    let expected = match fs::read_to_string(&file) {
+        Ok(text) => from_json(&text),
+        Err(_) => {
+            problems.push(format!("{} is missing (run with --bless)", file.display()));
+            return Ok(problems);
+        }
+    };
+    for (id, got) in verdicts {
+        match expected.get(id) {
+            Some(want) if want == got => {}
+            Some(want) => problems.push(format!(
+                "{role} on {rt}: case {id} changed from {} / {} to {} / {}",
+                want.0, want.1, got.0, got.1
+            )),
+            None => problems.push(format!(
+                "{role} on {rt}: case {id} is new ({} / {})",
+                got.0, got.1
+            )),
+        }
+    }
+    for id in expected.keys().filter(|id| !verdicts.contains_key(*id)) {
+        problems.push(format!("{role} on {rt}: case {id} did not run"));
+    }
+    Ok(problems)
+}
+
+/// The expected-results file: one case per line, sorted, so a diff shows what changed.
+fn to_json(verdicts: &Verdicts) -> String {
+    let mut s = String::from("{\n");
+    let n = verdicts.len();
+    for (i, (id, (b, c))) in verdicts.iter().enumerate() {
+        let comma = if i + 1 < n { "," } else { "" };
+        s.push_str(&format!(
+            "  \"{id}\": {{ \"behavior\": \"{b}\", \"behaviorClose\": \"{c}\" }}{comma}\n"
+        ));
+    }
+    s.push_str("}\n");
+    s
+}
+
+fn from_json(text: &str) -> Verdicts {
+    let mut v = Verdicts::new();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split('"').collect();
+        // "  "ID": { "behavior": "B", "behaviorClose": "C" },"
+        if let [_, id, _, _, _, b, _, _, _, c, ..] = parts.as_slice() {
+            v.insert((*id).to_owned(), ((*b).to_owned(), (*c).to_owned()));
+        }
+    }
+    v
+}
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    ok: usize,
+    non_strict: usize,
+    informational: usize,
+    unimplemented: usize,
+    failed: usize,
+}
+
+fn count(verdicts: &Verdicts) -> Counts {
+    let mut c = Counts::default();
+    for (b, close) in verdicts.values() {
+        c.total += 1;
+        // A case counts by its worse verdict.
+        let worst = [b.as_str(), close.as_str()]
+            .into_iter()
+            .max_by_key(|v| match *v {
+                "OK" => 0,
+                "INFORMATIONAL" => 1,
+                "NON-STRICT" => 2,
+                "UNIMPLEMENTED" => 3,
+                _ => 4,
+            })
+            .unwrap_or("FAILED");
+        match worst {
+            "OK" => c.ok += 1,
+            "INFORMATIONAL" => c.informational += 1,
+            "NON-STRICT" => c.non_strict += 1,
+            "UNIMPLEMENTED" => c.unimplemented += 1,
+            _ => c.failed += 1,
+        }
+    }
+    c
+}
