@@ -19,6 +19,20 @@ pub(crate) enum Inbound {
     Ping(Bytes),
     Pong(Bytes),
     Close(Option<CloseFrame>),
+    /// A Ping frame starts at the front of the buffer and none of it has been consumed: the
+    /// connection may stop here (spec C-12, see `Connection::has_pending_input`). Polling
+    /// again parses the Ping.
+    PingAhead,
+}
+
+/// What [`Reader::start_frame`] found at the front of the buffer.
+enum Start {
+    /// A header was parsed and consumed.
+    Started,
+    /// The header is not complete yet.
+    NeedMore,
+    /// A Ping header (first two bytes checked) that has not been announced yet.
+    PingAhead,
 }
 
 #[derive(Debug)]
@@ -50,6 +64,8 @@ pub(crate) struct Reader {
     frame: Option<InFrame>,
     msg: Option<InMessage>,
     utf8: Utf8Validator,
+    /// `PingAhead` was reported for the Ping at the front of the buffer: parse it on.
+    ping_announced: bool,
 }
 
 impl Reader {
@@ -62,6 +78,7 @@ impl Reader {
             frame: None,
             msg: None,
             utf8: Utf8Validator::default(),
+            ping_announced: false,
         }
     }
 
@@ -105,23 +122,28 @@ impl Reader {
         }
     }
 
-    /// Parses the next header if complete; `Ok(false)` if more bytes are needed.
-    fn start_frame(&mut self, buf: &mut BytesMut) -> Result<bool, ProtocolError> {
+    /// Parses the next header if complete.
+    fn start_frame(&mut self, buf: &mut BytesMut) -> Result<Start, ProtocolError> {
         let (Some(&b0), Some(&b1)) = (buf.first(), buf.get(1)) else {
-            return Ok(false);
+            return Ok(Start::NeedMore);
         };
         self.check_start(b0, b1)?;
         let opcode = OpCode::from_bits(b0);
+        if opcode == OpCode::PING && !self.ping_announced {
+            // One compare per header; the connection's gate runs for Pings only.
+            self.ping_announced = true;
+            return Ok(Start::PingAhead);
+        }
         // Limits are checked as soon as the length is known, before the mask key arrives.
         let Some(len) = peek_len(buf)? else {
-            return Ok(false);
+            return Ok(Start::NeedMore);
         };
         if !opcode.is_control() {
             self.check_limits(len)?;
         }
         let (header, wire) = match FrameHeader::parse(buf) {
             Ok(Some(h)) => h,
-            Ok(None) => return Ok(false),
+            Ok(None) => return Ok(Start::NeedMore),
             Err(_) => return Err(ProtocolError::LengthMsbSet),
         };
         let mut validate = false;
@@ -147,6 +169,7 @@ impl Reader {
             }
         }
         buf.advance(wire);
+        self.ping_announced = false;
         self.frame = Some(InFrame {
             fin: header.fin,
             rsv: header.rsv,
@@ -157,7 +180,7 @@ impl Reader {
             done: 0,
             validate,
         });
-        Ok(true)
+        Ok(Start::Started)
     }
 
     fn check_limits(&self, len: u64) -> Result<(), ProtocolError> {
@@ -178,15 +201,26 @@ impl Reader {
         Ok(())
     }
 
+    /// Re-announces the Ping at the front of the buffer on the next poll (the connection
+    /// stopped in front of it).
+    pub(crate) fn rewind_ping(&mut self) {
+        self.ping_announced = false;
+    }
+
     /// Consumes bytes from `buf` until one item is complete (or more input is needed).
+    /// Before a Ping frame's header is consumed, returns `Inbound::PingAhead` once.
     pub(crate) fn poll(
         &mut self,
         buf: &mut BytesMut,
         ext: Option<&mut (dyn Extension + 'static)>,
     ) -> Result<Option<Inbound>, ProtocolError> {
         loop {
-            if self.frame.is_none() && !self.start_frame(buf)? {
-                return Ok(None);
+            if self.frame.is_none() {
+                match self.start_frame(buf)? {
+                    Start::Started => {}
+                    Start::NeedMore => return Ok(None),
+                    Start::PingAhead => return Ok(Some(Inbound::PingAhead)),
+                }
             }
             let Some(frame) = self.frame.as_mut() else {
                 return Ok(None);

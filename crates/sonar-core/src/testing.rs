@@ -148,6 +148,11 @@ pub struct Driver {
     pub error: Option<ProtocolError>,
     /// Whether the connection emitted `CloseTransport`.
     pub transport_closed: bool,
+    /// The writer is writable: after every `handle_read`, [`feed`](Self::feed) writes all
+    /// queued output (as a driver does when the transport takes everything). When `false`
+    /// (the default) output stays queued until [`write`](Self::write) is called, like a
+    /// blocked transport.
+    pub writable: bool,
 }
 
 impl Driver {
@@ -161,6 +166,7 @@ impl Driver {
             events: Vec::new(),
             error: None,
             transport_closed: false,
+            writable: false,
         }
     }
     /// A server with the default config.
@@ -179,6 +185,11 @@ impl Driver {
         self.read_chunk = chunk;
         self
     }
+    /// Sets whether the writer is writable (see [`Driver::writable`]).
+    pub fn writable(mut self, writable: bool) -> Self {
+        self.writable = writable;
+        self
+    }
 
     fn collect(&mut self) {
         while let Some(e) = self.conn.poll_event() {
@@ -190,26 +201,47 @@ impl Driver {
     }
 
     /// Feeds input (in `read_chunk` pieces), collecting events; returns the first error.
+    ///
+    /// After each piece it follows the driver contract of
+    /// [`Connection::has_pending_input`]: it calls `handle_read` again while input is
+    /// pending, writing all output in between if [`writable`](Self::writable) (every ping is
+    /// answered) and nothing if not (pings coalesce to the latest pong, spec C-12).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), ProtocolError> {
         let chunk = self.read_chunk.unwrap_or(usize::MAX).max(1);
         for piece in bytes.chunks(chunk) {
             self.inbuf.extend_from_slice(piece);
-            let r = self.conn.handle_read(&mut self.inbuf);
-            self.collect();
-            if let Err(e) = r {
-                self.error.get_or_insert(e);
-            }
+            self.read_all();
         }
         if bytes.is_empty() {
-            let r = self.conn.handle_read(&mut self.inbuf);
-            self.collect();
-            if let Err(e) = r {
-                self.error.get_or_insert(e);
-            }
+            self.read_all();
         }
         match &self.error {
             Some(e) => Err(e.clone()),
             None => Ok(()),
+        }
+    }
+
+    /// One `handle_read` on the buffered input, collecting events (and writing everything if
+    /// writable). Returns whether input is still pending.
+    pub fn read_once(&mut self) -> bool {
+        let r = self.conn.handle_read(&mut self.inbuf);
+        self.collect();
+        if let Err(e) = r {
+            self.error.get_or_insert(e);
+        }
+        if self.writable {
+            self.write_all();
+        }
+        self.conn.has_pending_input()
+    }
+
+    /// Calls `handle_read` until no input is pending (bounded: every stop but the last
+    /// consumes at least one frame when writable, and an unwritable writer stops at most once).
+    fn read_all(&mut self) {
+        for _ in 0..self.inbuf.len().saturating_add(2) {
+            if !self.read_once() {
+                return;
+            }
         }
     }
 
@@ -316,19 +348,36 @@ impl Pair {
             let mut moved = false;
             self.client.drive_timer(self.now);
             self.server.drive_timer(self.now);
+            // Input left pending in front of a ping is read on right after the reader had its
+            // chance to write the owed pong (if its output is held, the pings coalesce).
             if !self.hold_client_output {
                 moved |= Self::carry(&mut self.client, &mut self.server, step);
+            }
+            if self.client.conn.has_pending_input() {
+                self.client.read_once();
+                moved = true;
             }
             if !self.hold_server_output {
                 moved |= Self::carry(&mut self.server, &mut self.client, step);
             }
-            if self.client.transport_closed && !self.client_eof_sent {
+            if self.server.conn.has_pending_input() {
+                self.server.read_once();
+                moved = true;
+            }
+            // EOF only after all delivered input was read (input after EOF is discarded).
+            if self.client.transport_closed
+                && !self.client_eof_sent
+                && !self.server.conn.has_pending_input()
+            {
                 self.client_eof_sent = true;
                 self.server.conn.handle_eof();
                 self.server.collect();
                 moved = true;
             }
-            if self.server.transport_closed && !self.server_eof_sent {
+            if self.server.transport_closed
+                && !self.server_eof_sent
+                && !self.client.conn.has_pending_input()
+            {
                 self.server_eof_sent = true;
                 self.client.conn.handle_eof();
                 self.client.collect();
@@ -349,7 +398,13 @@ impl Pair {
             return false;
         }
         if !to.transport_closed {
-            let _ = to.feed(&bytes);
+            // One `handle_read` per piece: if it stops in front of a ping, `pump` reads on
+            // after `to` had its chance to write.
+            let chunk = to.read_chunk.unwrap_or(usize::MAX).max(1);
+            for piece in bytes.chunks(chunk) {
+                to.inbuf.extend_from_slice(piece);
+                to.read_once();
+            }
         }
         true
     }

@@ -234,18 +234,49 @@ fn t12_ping_mid_message_answered_immediately() {
     }
 }
 
-// T13: three pings while the writer is blocked -> only the latest pong (8a 01 43).
+// T13: three pings in one read. Writer blocked -> only the latest pong (8a 01 43), and the
+// pending pong storage stays one slot. Control: writer writable between pings (here: the
+// same ONE buffer; `handle_read` stops in front of each ping while a pong is owed and the
+// harness writes before reading on) -> all three, in order (Autobahn 2.10/2.11).
 #[test]
 fn t13_pong_slot_latest_wins() {
+    let mut input = Vec::new();
+    for p in [b"A", b"B", b"C"] {
+        input.extend(FrameBuilder::ping(p).mask([0; 4]).build());
+    }
     for m in MODES {
-        let mut input = Vec::new();
-        for p in [b"A", b"B", b"C"] {
-            input.extend(FrameBuilder::ping(p).mask([0; 4]).build());
-        }
         let mut s = server(m);
         s.feed(&input).unwrap();
+        assert!(s.inbuf.is_empty());
+        assert!(!s.conn.has_pending_input());
+        // One 3-byte pong queued, never more than one slot.
+        assert_eq!(bytes::Buf::remaining(&s.conn.outbound()), 3);
         assert_eq!(s.take_output(), [0x8a, 0x01, 0x43]);
-        // Control: writable between pings -> all three.
+        assert_eq!(
+            s.take_events(),
+            vec![
+                Event::Ping(b(b"A")),
+                Event::Ping(b(b"B")),
+                Event::Ping(b(b"C"))
+            ]
+        );
+        // Control: writable, all three pings in one buffer.
+        let mut s = server(m).writable(true);
+        s.feed(&input).unwrap();
+        assert!(s.inbuf.is_empty());
+        assert_eq!(
+            s.take_output(),
+            [0x8a, 0x01, 0x41, 0x8a, 0x01, 0x42, 0x8a, 0x01, 0x43]
+        );
+        assert_eq!(
+            s.take_events(),
+            vec![
+                Event::Ping(b(b"A")),
+                Event::Ping(b(b"B")),
+                Event::Ping(b(b"C"))
+            ]
+        );
+        // Control, as the spec first put it: one feed per ping, a write after each.
         let mut s = server(m);
         for p in [b"A", b"B", b"C"] {
             s.feed(&FrameBuilder::ping(p).mask([0; 4]).build()).unwrap();

@@ -39,6 +39,12 @@ enum Timer {
 ///    [`handle_read`](Self::handle_read) with it (the same buffer every time: unconsumed
 ///    bytes of a partial frame stay at its front). Call [`handle_eof`](Self::handle_eof) when
 ///    the transport reports end of stream.
+///
+///    `handle_read` may stop early, in front of a Ping, to let an owed auto-pong be written
+///    first (spec C-12). After `handle_read`, drain `poll_event` and write what `outbound()`
+///    holds; if [`has_pending_input()`](Self::has_pending_input), call `handle_read` again
+///    with the same buffer even if no new bytes arrived (before reading more or calling
+///    `handle_eof`). Two calls with no write in between never both stop early.
 /// 2. **Events**: drain [`poll_event`](Self::poll_event) until `None`. This must be done
 ///    after every `handle_read` (events are not bounded otherwise) and after writing.
 /// 3. **Output**: while [`wants_write`](Self::wants_write), write from
@@ -89,6 +95,11 @@ pub struct Connection {
     last_now: Duration,
     out_fragment: Option<DataKind>,
     out_utf8: Utf8Validator,
+    /// `handle_read` stopped in front of a Ping (see `has_pending_input`).
+    pending_input: bool,
+    /// Set when `handle_read` stopped in front of a Ping; cleared once the owed auto-pong
+    /// starts to leave (or the slot is found empty). While set, pings coalesce (C-12).
+    pong_stalled: bool,
 }
 
 impl core::fmt::Debug for Connection {
@@ -140,6 +151,8 @@ impl Connection {
             last_now: Duration::ZERO,
             out_fragment: None,
             out_utf8: Utf8Validator::default(),
+            pending_input: false,
+            pong_stalled: false,
         }
     }
 
@@ -163,10 +176,16 @@ impl Connection {
     /// (frames coalesced with the HTTP head, spec C-24) go into this buffer before the first
     /// call. A single-frame message is split off the buffer without copying its payload.
     ///
+    /// It may return early, leaving complete frames in `buf`: at the frame boundary before a
+    /// Ping while an earlier auto-pong is still owed and unwritten. Then
+    /// [`has_pending_input`](Self::has_pending_input) is true and the driver calls
+    /// `handle_read` again after writing (see there). Events keep wire order either way.
+    ///
     /// Returns the protocol error that failed the connection. Errors are sticky: after one,
     /// input is discarded and every call returns the same error. Events produced before the
     /// error are still delivered. Input after a received Close is discarded.
     pub fn handle_read(&mut self, buf: &mut BytesMut) -> Result<(), ProtocolError> {
+        self.pending_input = false;
         if let Some(e) = &self.error {
             buf.clear();
             return Err(e.clone());
@@ -178,6 +197,13 @@ impl Connection {
         loop {
             match self.reader.poll(buf, self.ext.as_deref_mut()) {
                 Ok(None) => return Ok(()),
+                Ok(Some(Inbound::PingAhead)) => {
+                    if self.stop_before_ping() {
+                        self.reader.rewind_ping();
+                        self.pending_input = true;
+                        return Ok(());
+                    }
+                }
                 Ok(Some(item)) => {
                     if self.on_inbound(item) {
                         buf.clear();
@@ -191,6 +217,73 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Whether [`handle_read`](Self::handle_read) stopped early, in front of a Ping, and
+    /// must be called again with the same buffer, even if no new bytes arrive.
+    ///
+    /// `handle_read` stops at the frame boundary before a Ping when an earlier auto-pong is
+    /// still owed (in the single latest-wins slot, spec C-12) and none of its bytes have left
+    /// through [`Outbound`](crate::Outbound)'s `advance` since `handle_read` last stopped
+    /// there. The Ping and everything after it stay in the buffer. This gives the driver the
+    /// chance to write the owed pong, so that a burst of pings arriving in one read is
+    /// answered ping by ping while the transport is writable (Autobahn 2.10, spec T13).
+    ///
+    /// If `handle_read` is called again while that pong is still entirely unwritten (the
+    /// transport took nothing), it does not stop there again: the newer ping's pong replaces
+    /// the unwritten one (latest wins) and parsing goes on; it stops again only after a pong
+    /// has (partly) left. So two calls with no write in between consume all that one call
+    /// used to consume: no livelock, no unbounded buffering, no read deadlock while writes
+    /// are blocked. The flag is cleared by the next `handle_read`.
+    ///
+    /// # Driver contract
+    ///
+    /// After `handle_read`, drain [`poll_event`](Self::poll_event) and write what
+    /// [`outbound`](Self::outbound) holds; if `has_pending_input()`, call `handle_read` again
+    /// with the same buffer even if no new bytes arrived. Do this before waiting for more
+    /// input and before [`handle_eof`](Self::handle_eof) (input after EOF is discarded).
+    ///
+    /// ```
+    /// use bytes::{Buf, BytesMut};
+    /// use sonar_core::{Config, Connection};
+    ///
+    /// let mut server = Connection::server(Config::default());
+    /// // Two masked pings, "A" and "B" (key 00 00 00 00), in one read.
+    /// let mut buf = BytesMut::from(&[0x89, 0x81, 0, 0, 0, 0, b'A', 0x89, 0x81, 0, 0, 0, 0, b'B'][..]);
+    /// server.handle_read(&mut buf).unwrap();
+    /// assert!(server.has_pending_input()); // stopped in front of "B"
+    /// assert_eq!(buf.len(), 7);
+    /// let mut written = Vec::new();
+    /// while server.wants_write() {
+    ///     let mut out = server.outbound();
+    ///     let n = out.chunk().len();
+    ///     written.extend_from_slice(out.chunk());
+    ///     out.advance(n);
+    /// }
+    /// server.handle_read(&mut buf).unwrap();
+    /// assert!(!server.has_pending_input());
+    /// let mut out = server.outbound();
+    /// written.extend_from_slice(&out.copy_to_bytes(out.remaining()));
+    /// assert_eq!(written, [0x8a, 0x01, b'A', 0x8a, 0x01, b'B']);
+    /// ```
+    pub fn has_pending_input(&self) -> bool {
+        self.pending_input
+    }
+
+    /// The gate in front of a Ping (spec C-12): stop if an auto-pong is owed and has had no
+    /// chance to leave since the last stop.
+    fn stop_before_ping(&mut self) -> bool {
+        if self.out.pong_slot.is_none() {
+            // Nothing owed (the last owed pong started to leave): pings are answered one by one.
+            self.pong_stalled = false;
+            return false;
+        }
+        if self.pong_stalled {
+            // Called again with the pong still unwritten: coalesce and read on.
+            return false;
+        }
+        self.pong_stalled = true;
+        true
     }
 
     /// The transport reported end of stream (the peer closed TCP).
@@ -214,6 +307,8 @@ impl Connection {
                 self.events.push_back(Event::Ping(p));
             }
             Inbound::Pong(p) => self.events.push_back(Event::Pong(p)),
+            // Handled by `handle_read` before it gets here.
+            Inbound::PingAhead => {}
             Inbound::Close(frame) => {
                 self.close_received = Some(frame.clone());
                 // Once a Close is received no pong may be sent any more (C-11, C-14).
@@ -254,6 +349,7 @@ impl Connection {
     }
 
     pub(crate) fn advance_out(&mut self, cnt: usize) {
+        let owed = self.out.pong_slot.is_some();
         let events = &mut self.events;
         let mut close_written = false;
         self.out.advance(cnt, |kind| match kind {
@@ -261,6 +357,10 @@ impl Connection {
             FrameKind::Close => close_written = true,
             FrameKind::Data | FrameKind::Pong => {}
         });
+        if owed && self.out.pong_slot.is_none() {
+            // The owed auto-pong started to leave: the next ping may stop the read again.
+            self.pong_stalled = false;
+        }
         if close_written {
             self.close_written = true;
             self.check_transport();
