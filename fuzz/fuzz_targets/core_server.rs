@@ -7,7 +7,8 @@ use core::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use sonar_core::{
-    CloseCode, CloseFrame, Config, Connection, DataKind, Event, FrameHeader, Message, OpCode, Role,
+    CloseCode, CloseFrame, Config, Connection, DataKind, Event, FrameHeader, Message, OpCode,
+    ProtocolError, Role,
 };
 
 const ROLE: Role = Role::Server;
@@ -96,6 +97,8 @@ fn run(data: &[u8]) {
     let mut transport_closed = false;
     let mut out = OutCheck::default();
     let mut now = Duration::ZERO;
+    // Whether any output was written since `handle_read` last stopped early.
+    let mut wrote_since_stop = true;
 
     for _round in 0..10_000 {
         if input.0.is_empty() {
@@ -107,15 +110,7 @@ fn run(data: &[u8]) {
             0..=3 => {
                 let n = 1 + usize::from(op & 0x1f) * (1 + usize::from(input.byte()));
                 buf.extend_from_slice(input.take(n));
-                match conn.handle_read(&mut buf) {
-                    Ok(()) => assert!(error.is_none(), "error not sticky"),
-                    Err(e) => {
-                        if let Some(prev) = &error {
-                            assert_eq!(prev, &e, "sticky error changed");
-                        }
-                        error = Some(e);
-                    }
-                }
+                read(&mut conn, &mut buf, &mut error, &mut wrote_since_stop);
             }
             4 => {
                 let n = usize::from(input.byte());
@@ -157,34 +152,99 @@ fn run(data: &[u8]) {
                 }
             }
         }
-        // Write a piece of the output.
-        let limit = 1 + usize::from(input.byte()) * 16;
-        let mut outbound = conn.outbound();
-        let mut written = 0;
-        while written < limit && outbound.has_remaining() {
-            let c = outbound.chunk();
-            assert!(!c.is_empty());
-            let n = c.len().min(limit - written);
-            out.push(&c[..n]);
-            outbound.advance(n);
-            written += n;
-        }
-        if transport_closed {
-            assert_eq!(written, 0, "output after CloseTransport");
-        }
-        while let Some(ev) = conn.poll_event() {
-            assert!(!transport_closed, "event after CloseTransport: {ev:?}");
-            if failed_before {
-                assert!(
-                    !matches!(ev, Event::Message(_) | Event::Ping(_) | Event::Pong(_)),
-                    "input processed after a fail: {ev:?}"
-                );
+        // Driver contract: write a piece of the output and drain events; while input is
+        // pending (stopped in front of a Ping), read again with the same buffer, sometimes
+        // after appending more bytes.
+        for pending_round in 0usize.. {
+            let limit = 1 + usize::from(input.byte()) * 16;
+            let written = write_piece(&mut conn, &mut out, limit);
+            if transport_closed {
+                assert_eq!(written, 0, "output after CloseTransport");
             }
-            if ev == Event::CloseTransport {
-                transport_closed = true;
-                assert!(!conn.wants_write());
-                assert_eq!(conn.poll_timeout(), None);
+            if written > 0 {
+                wrote_since_stop = true;
             }
+            drain_events(&mut conn, &mut transport_closed, failed_before);
+            if !conn.has_pending_input() {
+                break;
+            }
+            assert!(
+                error.is_none() && !transport_closed,
+                "pending after the end"
+            );
+            assert_eq!(
+                buf.first().map(|b| b & 0x0f),
+                Some(0x9),
+                "not in front of a ping"
+            );
+            // Each stop but the last consumed a Ping (7+ bytes server-bound, 2+ client-bound).
+            assert!(pending_round <= data.len(), "livelock");
+            let more = input.byte();
+            if more & 0x80 != 0 {
+                let n = usize::from(more & 0x7f);
+                buf.extend_from_slice(input.take(n));
+            }
+            read(&mut conn, &mut buf, &mut error, &mut wrote_since_stop);
+        }
+    }
+}
+
+/// One `handle_read`: checks sticky errors and that two calls with no write in between never
+/// both stop early (no livelock, spec C-12).
+fn read(
+    conn: &mut Connection,
+    buf: &mut BytesMut,
+    error: &mut Option<ProtocolError>,
+    wrote_since_stop: &mut bool,
+) {
+    let stalled = conn.has_pending_input() && !*wrote_since_stop;
+    let before = buf.len();
+    match conn.handle_read(buf) {
+        Ok(()) => assert!(error.is_none(), "error not sticky"),
+        Err(e) => {
+            if let Some(prev) = error.as_ref() {
+                assert_eq!(prev, &e, "sticky error changed");
+            }
+            *error = Some(e);
+        }
+    }
+    assert!(buf.len() <= before, "handle_read grew the buffer");
+    if conn.has_pending_input() {
+        assert!(!stalled, "stopped twice with nothing written in between");
+        assert!(error.is_none());
+        *wrote_since_stop = false;
+    }
+}
+
+/// Writes at most `limit` bytes, checking the frame sequence; returns how many.
+fn write_piece(conn: &mut Connection, out: &mut OutCheck, limit: usize) -> usize {
+    let mut outbound = conn.outbound();
+    let mut written = 0;
+    while written < limit && outbound.has_remaining() {
+        let c = outbound.chunk();
+        assert!(!c.is_empty());
+        let n = c.len().min(limit - written);
+        out.push(&c[..n]);
+        outbound.advance(n);
+        written += n;
+    }
+    written
+}
+
+/// Drains events, checking what may come when.
+fn drain_events(conn: &mut Connection, transport_closed: &mut bool, failed_before: bool) {
+    while let Some(ev) = conn.poll_event() {
+        assert!(!*transport_closed, "event after CloseTransport: {ev:?}");
+        if failed_before {
+            assert!(
+                !matches!(ev, Event::Message(_) | Event::Ping(_) | Event::Pong(_)),
+                "input processed after a fail: {ev:?}"
+            );
+        }
+        if ev == Event::CloseTransport {
+            *transport_closed = true;
+            assert!(!conn.wants_write());
+            assert_eq!(conn.poll_timeout(), None);
         }
     }
 }
