@@ -158,11 +158,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         if !self.input_dirty || self.held.is_some() {
             return false;
         }
-        self.input_dirty = false;
         if let Err(e) = self.conn.handle_read(&mut self.read_buf) {
             tracing::debug!(error = %e, "protocol error from peer");
             self.fail(Error::Protocol(e));
         }
+        // The codec stopped in front of a Ping because the previous pong is still owed:
+        // write it (later in this round), then parse on. If the transport takes nothing, the
+        // next call coalesces the pongs instead (bounded), so this never spins.
+        self.input_dirty = self.conn.has_pending_input();
         true
     }
 

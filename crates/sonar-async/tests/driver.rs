@@ -579,3 +579,18 @@ async fn send_is_cancel_safe_under_select() {
     assert_eq!(seen, sent, "cancelled message {cancelled} must not be sent");
     drop(sender.await.unwrap());
 }
+
+// Autobahn 2.10: ten pings that arrive in one read get ten pongs, in order, with their
+// payloads, when the transport is writable (the auto-pong slot coalesces only while it is not).
+#[tokio::test(start_paused = true)]
+async fn every_ping_of_a_burst_is_answered_when_writable() {
+    let mut burst = Vec::new();
+    for i in 0..10u8 {
+        burst.extend(FrameBuilder::ping(&[b'p', i]).build());
+    }
+    let (_ws, mut peer) = client_with_raw_server(Config::default(), &burst).await;
+    for i in 0..10u8 {
+        let (b0, payload) = timeout(LIMIT, read_frame(&mut peer)).await.unwrap();
+        assert_eq!((b0, payload.as_slice()), (0x8a, &[b'p', i][..]), "pong {i}");
+    }
+}
