@@ -110,6 +110,7 @@ impl core::fmt::Debug for Connection {
             .field("error", &self.error)
             .field("outbound", &self.out.remaining())
             .field("events", &self.events.len())
+            .field("pending_input", &self.pending_input)
             .finish_non_exhaustive()
     }
 }
