@@ -49,8 +49,8 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: cargo xtask <command>
-  ci                      fmt, clippy, tests (debug and release), no_std builds, loom, docs,
-                          bench smoke test
+  ci                      fmt, clippy, tests (debug and release), no_std builds, loom,
+                          Autobahn conformance, docs, bench smoke test
   loom [--deep]           loom models of sonar-keepalive (LOOM_MAX_PREEMPTIONS=2, 3 with --deep)
   conformance [--bless] [--runtime=R]
                           Autobahn cases (kosoku) against `sonar serve` / `sonar client --echo`
@@ -157,6 +157,10 @@ fn ci(args: &[String]) -> Result<(), String> {
         ));
     }
     steps.push(("loom".into(), Box::new(|| loom(false))));
+    steps.push((
+        "conformance (Autobahn)".into(),
+        Box::new(|| conformance::conformance(&[])),
+    ));
     steps.push((
         "doc".into(),
         Box::new(|| {
