@@ -76,6 +76,21 @@ fn utf8(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // Why `Utf8Bytes::as_str` is the one `unsafe` block outside masking: the codec validates
+    // text once, as it arrives; a safe `as_str` would have to validate again on every access.
+    // This group measures both on the same 64 KiB text.
+    let text = bytes::Bytes::from(text(64 * 1024));
+    let checked = sonar_core::Utf8Bytes::try_from(text.clone()).unwrap();
+    let mut group = c.benchmark_group("utf8_access_64KiB");
+    group.throughput(Throughput::Bytes(text.len() as u64));
+    group.bench_function("utf8bytes_as_str_unchecked", |b| {
+        b.iter(|| black_box(black_box(&checked).as_str().len()))
+    });
+    group.bench_function("safe_str_from_utf8_revalidate", |b| {
+        b.iter(|| black_box(core::str::from_utf8(black_box(&text[..])).unwrap().len()))
+    });
+    group.finish();
 }
 
 criterion_group!(benches, utf8);
