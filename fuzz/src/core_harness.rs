@@ -1,0 +1,251 @@
+//! The sonar-core fuzz harness, shared by the `core_server` and `core_client` targets:
+//! `Connection::handle_read` interleaved with app calls, timers, partial writes and EOF,
+//! asserting the invariants of the codec on every round.
+
+use core::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use sonar_core::{
+    CloseCode, CloseFrame, Config, Connection, DataKind, Event, FrameHeader, Message, OpCode,
+    ProtocolError, Role,
+};
+
+struct Input<'a>(&'a [u8]);
+
+impl<'a> Input<'a> {
+    fn byte(&mut self) -> u8 {
+        let (b, rest) = self.0.split_first().map_or((0, &[][..]), |(b, r)| (*b, r));
+        self.0 = rest;
+        b
+    }
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let n = n.min(self.0.len());
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        a
+    }
+}
+
+/// Checks that what we wrote is a valid frame sequence for our role.
+struct OutCheck {
+    role: Role,
+    buf: Vec<u8>,
+    in_message: bool,
+    close_seen: bool,
+}
+
+impl OutCheck {
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        loop {
+            let Some((h, wire)) = FrameHeader::parse(&self.buf).expect("msb") else {
+                return;
+            };
+            let total = wire + h.len as usize;
+            if self.buf.len() < total {
+                return;
+            }
+            self.buf.drain(..total);
+            assert_eq!(h.mask.is_some(), self.role == Role::Client, "masking");
+            assert!(!h.opcode.is_reserved());
+            if h.opcode.is_control() {
+                assert!(h.fin && h.len <= 125 && h.rsv == 0, "control frame {h:?}");
+                if h.opcode == OpCode::CLOSE {
+                    assert!(!self.close_seen, "two Close frames");
+                    assert!(h.len != 1);
+                    self.close_seen = true;
+                }
+            } else {
+                assert!(!self.close_seen, "data after Close");
+                if h.opcode == OpCode::CONTINUATION {
+                    assert!(self.in_message, "stray continuation");
+                } else {
+                    assert!(!self.in_message, "interleaved messages");
+                }
+                self.in_message = !h.fin;
+            }
+        }
+    }
+}
+
+/// Runs one fuzz input against a connection in `role`.
+pub fn run(role: Role, data: &[u8]) {
+    let mut input = Input(data);
+    let setup = input.byte();
+    let config = Config::default()
+        .with_max_frame_size(1 << 14)
+        .with_max_message_size(1 << 15)
+        .with_auto_fragment_size(Some(1 + usize::from(setup & 0x3f)))
+        .with_auto_pong(setup & 0x40 == 0);
+    let mut counter = 0u32;
+    let mut conn = match role {
+        Role::Server => Connection::server(config),
+        Role::Client => Connection::client(
+            config,
+            Box::new(move || {
+                counter = counter.wrapping_add(0x9e37_79b9);
+                counter.to_be_bytes()
+            }),
+        ),
+    };
+    let mut buf = BytesMut::new();
+    let mut error = None;
+    let mut transport_closed = false;
+    let mut out = OutCheck {
+        role,
+        buf: Vec::new(),
+        in_message: false,
+        close_seen: false,
+    };
+    let mut now = Duration::ZERO;
+    // Whether any output was written since `handle_read` last stopped early.
+    let mut wrote_since_stop = true;
+
+    for _round in 0..10_000 {
+        if input.0.is_empty() {
+            break;
+        }
+        let failed_before = error.is_some();
+        let op = input.byte();
+        match op >> 5 {
+            0..=3 => {
+                let n = 1 + usize::from(op & 0x1f) * (1 + usize::from(input.byte()));
+                buf.extend_from_slice(input.take(n));
+                read(&mut conn, &mut buf, &mut error, &mut wrote_since_stop);
+            }
+            4 => {
+                let n = usize::from(input.byte());
+                let payload = Bytes::copy_from_slice(input.take(n));
+                let _ = match op & 3 {
+                    0 => conn.send(Message::Binary(payload)),
+                    1 => conn.send(Message::Text(
+                        String::from_utf8_lossy(&payload).into_owned().into(),
+                    )),
+                    2 => conn.send_fragment(DataKind::Binary, payload, op & 4 != 0),
+                    _ => conn.send_fragment(DataKind::Text, payload, op & 4 != 0),
+                };
+            }
+            5 => {
+                let n = usize::from(input.byte() & 0x7f);
+                let payload = Bytes::copy_from_slice(input.take(n));
+                let _ = match op & 3 {
+                    0 => conn.ping(payload),
+                    1 => conn.pong(payload),
+                    2 => conn.close(None),
+                    _ => {
+                        conn.close(CloseCode::new(1000 + u16::from(op & 0x1f)).map(CloseFrame::new))
+                    }
+                };
+            }
+            6 => {
+                now += Duration::from_millis(u64::from(op & 0x1f) * 500);
+                if let Some(t) = conn.poll_timeout() {
+                    if t <= now {
+                        conn.handle_timeout(now);
+                    }
+                }
+            }
+            _ => {
+                if op & 1 == 0 {
+                    conn.handle_eof();
+                } else {
+                    conn.handle_timeout(now);
+                }
+            }
+        }
+        // Driver contract: write a piece of the output and drain events; while input is
+        // pending (stopped in front of a Ping), read again with the same buffer, sometimes
+        // after appending more bytes.
+        for pending_round in 0usize.. {
+            let limit = 1 + usize::from(input.byte()) * 16;
+            let written = write_piece(&mut conn, &mut out, limit);
+            if transport_closed {
+                assert_eq!(written, 0, "output after CloseTransport");
+            }
+            if written > 0 {
+                wrote_since_stop = true;
+            }
+            drain_events(&mut conn, &mut transport_closed, failed_before);
+            if !conn.has_pending_input() {
+                break;
+            }
+            assert!(
+                error.is_none() && !transport_closed,
+                "pending after the end"
+            );
+            assert_eq!(
+                buf.first().map(|b| b & 0x0f),
+                Some(0x9),
+                "not in front of a ping"
+            );
+            // Each stop but the last consumed a Ping (7+ bytes server-bound, 2+ client-bound).
+            assert!(pending_round <= data.len(), "livelock");
+            let more = input.byte();
+            if more & 0x80 != 0 {
+                let n = usize::from(more & 0x7f);
+                buf.extend_from_slice(input.take(n));
+            }
+            read(&mut conn, &mut buf, &mut error, &mut wrote_since_stop);
+        }
+    }
+}
+
+/// One `handle_read`: checks sticky errors and that two calls with no write in between never
+/// both stop early (no livelock, spec C-12).
+fn read(
+    conn: &mut Connection,
+    buf: &mut BytesMut,
+    error: &mut Option<ProtocolError>,
+    wrote_since_stop: &mut bool,
+) {
+    let stalled = conn.has_pending_input() && !*wrote_since_stop;
+    let before = buf.len();
+    match conn.handle_read(buf) {
+        Ok(()) => assert!(error.is_none(), "error not sticky"),
+        Err(e) => {
+            if let Some(prev) = error.as_ref() {
+                assert_eq!(prev, &e, "sticky error changed");
+            }
+            *error = Some(e);
+        }
+    }
+    assert!(buf.len() <= before, "handle_read grew the buffer");
+    if conn.has_pending_input() {
+        assert!(!stalled, "stopped twice with nothing written in between");
+        assert!(error.is_none());
+        *wrote_since_stop = false;
+    }
+}
+
+/// Writes at most `limit` bytes, checking the frame sequence; returns how many.
+fn write_piece(conn: &mut Connection, out: &mut OutCheck, limit: usize) -> usize {
+    let mut outbound = conn.outbound();
+    let mut written = 0;
+    while written < limit && outbound.has_remaining() {
+        let c = outbound.chunk();
+        assert!(!c.is_empty());
+        let n = c.len().min(limit - written);
+        out.push(&c[..n]);
+        outbound.advance(n);
+        written += n;
+    }
+    written
+}
+
+/// Drains events, checking what may come when.
+fn drain_events(conn: &mut Connection, transport_closed: &mut bool, failed_before: bool) {
+    while let Some(ev) = conn.poll_event() {
+        assert!(!*transport_closed, "event after CloseTransport: {ev:?}");
+        if failed_before {
+            assert!(
+                !matches!(ev, Event::Message(_) | Event::Ping(_) | Event::Pong(_)),
+                "input processed after a fail: {ev:?}"
+            );
+        }
+        if ev == Event::CloseTransport {
+            *transport_closed = true;
+            assert!(!conn.wants_write());
+            assert_eq!(conn.poll_timeout(), None);
+        }
+    }
+}
