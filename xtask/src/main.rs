@@ -4,6 +4,7 @@
 //! - `cargo xtask loom [--deep]`: the loom models of `sonar-keepalive`.
 //! - `cargo xtask fuzz [TARGET...] [--seconds N]`: bounded cargo-fuzz runs.
 
+mod bench;
 mod conformance;
 
 use std::env;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         "loom" => loom(rest.iter().any(|a| a == "--deep")),
         "fuzz" => fuzz(rest),
         "conformance" => conformance::conformance(rest),
+        "bench" => bench::bench(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -55,6 +57,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   conformance [--bless] [--runtime=R]
                           Autobahn cases (kosoku) against `sonar serve` / `sonar client --echo`
                           on every runtime, gated on conformance/expected-*.json
+  bench [--quick]         criterion benches and side-by-side runs against other crates,
+                          report in target/bench-report.md
   fuzz [TARGET..] [--seconds N]
                           run cargo-fuzz targets for N seconds each (default 600)";
 
