@@ -14,6 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::{cargo, root, run};
+#[path = "peers.rs"]
+mod peers;
 
 /// The pinned Autobahn runner.
 const KOSOKU: &str = "kosoku==0.1.0";
@@ -77,6 +79,7 @@ pub(crate) fn conformance(args: &[String]) -> Result<(), String> {
             took.as_secs_f64()
         );
     }
+    problems.extend(peers::peers(&sonar, &python, &only));
     if problems.is_empty() {
         println!("conformance: every case as expected");
         Ok(())
