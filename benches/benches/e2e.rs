@@ -797,7 +797,7 @@ fn run_memory(servers: &[&'static str], conns: usize) {
         let base = ask(&mut stdin, &mut line);
         let websocket = *name != "raw-tcp";
         let open = rt.block_on(open_many(addr, websocket, conns));
-        rt.block_on(tokio::time::sleep(Duration::from_millis(1000)));
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(1000)).await });
         let loaded = ask(&mut stdin, &mut line);
         let per = loaded.saturating_sub(base) as f64 / open.len().max(1) as f64;
         println!(
