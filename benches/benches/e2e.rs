@@ -373,6 +373,7 @@ struct Sample {
     p50_us: f64,
     p99_us: f64,
     bad_frames: u64,
+    fragments: u64,
 }
 
 /// A masked binary frame (FIN, opcode 2) of `payload` bytes, as a client sends it.
@@ -405,7 +406,8 @@ struct FrameCounter {
 }
 
 impl FrameCounter {
-    /// Feeds bytes; calls `on_frame(opcode, payload_len)` for every complete frame.
+    /// Feeds bytes; calls `on_frame(first_byte, payload_len)` for every complete frame
+    /// (`first_byte` holds FIN and the opcode).
     fn feed(&mut self, mut data: &[u8], mut on_frame: impl FnMut(u8, u64)) {
         while !data.is_empty() {
             if self.skip > 0 {
@@ -438,7 +440,7 @@ impl FrameCounter {
                 8 => u64::from_be_bytes(self.header[2..10].try_into().unwrap()),
                 _ => u64::from(b1 & 0x7f),
             };
-            self.opcode = self.header[0] & 0x0f;
+            self.opcode = self.header[0];
             self.len = len;
             self.header_len = 0;
             self.skip = len;
@@ -485,6 +487,8 @@ struct ConnResult {
     count: u64,
     latencies: Vec<u32>,
     bad: u64,
+    /// Non-final frames of data messages the server sent (it fragmented its echoes).
+    fragments: u64,
 }
 
 /// Drives one connection: keeps `inflight` frames outstanding until `end`; counts echoes whose
@@ -505,12 +509,15 @@ async fn drive_conn(
     let mut parser = FrameCounter::default();
     let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(sc.inflight);
     let mut in_flight = 0usize;
+    let mut message_len = 0u64;
+    let mut fragmented = 0u64;
     let mut chunk_len = 0usize; // bytes of the chunk being written (0: none)
     let mut chunk_off = 0usize;
     let mut result = ConnResult {
         count: 0,
         latencies: Vec::new(),
         bad: 0,
+        fragments: 0,
     };
     let deadline = tokio::time::Instant::from_std(end);
     loop {
@@ -531,11 +538,17 @@ async fn drive_conn(
             r = rd.read(&mut buf) => {
                 let n = match r { Ok(0) | Err(_) => break, Ok(n) => n };
                 let now = Instant::now();
-                parser.feed(&buf[..n], |opcode, len| {
-                    if opcode != 1 && opcode != 2 {
+                parser.feed(&buf[..n], |first, len| {
+                    if first & 0x0f > 2 {
                         return; // keepalive pings and other control frames
                     }
-                    if len != sc.payload as u64 {
+                    // A server may fragment a message: count it when its FIN frame arrives.
+                    message_len += len;
+                    if first & 0x80 == 0 {
+                        fragmented += 1;
+                        return;
+                    }
+                    if std::mem::take(&mut message_len) != sc.payload as u64 {
                         result.bad += 1;
                     }
                     in_flight = in_flight.saturating_sub(1);
@@ -563,6 +576,7 @@ async fn drive_conn(
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
+    result.fragments = fragmented;
     result
 }
 
@@ -582,11 +596,13 @@ async fn run_once(addr: SocketAddr, websocket: bool, sc: Scenario, secs: f64) ->
         .collect();
     let mut count = 0u64;
     let mut bad = 0u64;
+    let mut fragments = 0u64;
     let mut latencies = Vec::new();
     for task in tasks {
         if let Ok(r) = task.await {
             count += r.count;
             bad += r.bad;
+            fragments += r.fragments;
             latencies.extend(r.latencies);
         }
     }
@@ -603,6 +619,7 @@ async fn run_once(addr: SocketAddr, websocket: bool, sc: Scenario, secs: f64) ->
         p50_us: pct(0.50),
         p99_us: pct(0.99),
         bad_frames: bad,
+        fragments,
     }
 }
 
@@ -675,6 +692,7 @@ fn run_scenario(servers: &[&'static str], sc: Scenario, runs: usize, secs: f64) 
             p50_us: median(s.iter().map(|x| x.p50_us).collect()),
             p99_us: median(s.iter().map(|x| x.p99_us).collect()),
             bad_frames: s.iter().map(|x| x.bad_frames).sum(),
+            fragments: s.iter().map(|x| x.fragments).sum(),
         })
         .collect();
     let best_peer = names
@@ -708,11 +726,14 @@ fn run_scenario(servers: &[&'static str], sc: Scenario, runs: usize, secs: f64) 
         if s.bad_frames > 0 || s.msgs_per_sec.is_nan() || s.msgs_per_sec <= 0.0 {
             ok = false;
         }
-        let bad = if s.bad_frames > 0 {
-            format!(" ({} bad frames)", s.bad_frames)
+        let mut bad = if s.bad_frames > 0 {
+            format!(" ({} wrong-length echoes)", s.bad_frames)
         } else {
             String::new()
         };
+        if s.fragments > 0 {
+            bad.push_str(" (fragments its echoes)");
+        }
         println!(
             "| {} | {name}{bad} | {} | {ratio} | {} | {} | {p99_ratio} |",
             sc.label(),

@@ -1,5 +1,6 @@
 //! Masking throughput: sonar's word-at-a-time `apply_mask` against a byte-wise reference and
-//! against `copy_from_slice` of the same buffer (the memcpy ceiling).
+//! against `copy_from_slice` of the same buffer (the memcpy ceiling), and fastwebsockets' public
+//! `unmask` in the same group.
 #![allow(missing_docs, clippy::unwrap_used, clippy::panic)]
 
 use std::hint::black_box;
@@ -26,6 +27,11 @@ fn mask(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::from_parameter("bytewise"), |b| {
             b.iter(|| apply_mask_reference(black_box(&mut buf), black_box(KEY), black_box(1)))
+        });
+        // The peer that exposes its masking publicly (fastwebsockets' SIMD-friendly `unmask`;
+        // its offset is always 0, so it gets the aligned case).
+        group.bench_function(BenchmarkId::from_parameter("fastwebsockets"), |b| {
+            b.iter(|| fastwebsockets::unmask(black_box(&mut buf), black_box(KEY)))
         });
         group.bench_function(BenchmarkId::from_parameter("memcpy"), |b| {
             b.iter(|| black_box(&mut buf).copy_from_slice(black_box(&src)))
