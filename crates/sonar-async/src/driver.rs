@@ -28,6 +28,15 @@ const READ_CHUNK: usize = 8 * 1024;
 const READ_CHUNK_MAX: usize = 256 * 1024;
 /// Rounds of the loop per poll before yielding to the runtime (fairness).
 const BUDGET: usize = 32;
+/// After a protocol error, how long the application may take to answer the messages that
+/// arrived before it, before the failing Close goes out anyway.
+const FAIL_GRACE: Duration = Duration::from_secs(1);
+
+/// The codec configuration the driver runs with: the application's, with the failing Close
+/// deferred until the application has answered the messages before the error.
+pub(crate) fn codec_config(config: &Config) -> sonar_core::Config {
+    config.codec.clone().with_defer_fail_close(true)
+}
 
 /// What the application's handles ask of the connection task.
 pub(crate) enum Command {
@@ -35,6 +44,8 @@ pub(crate) enum Command {
     Pong(Bytes),
     Close(Option<CloseFrame>, Option<oneshot::Sender<()>>),
     Flush(oneshot::Sender<()>),
+    /// Resolves (by being dropped) when the connection task has finished.
+    WaitClosed(oneshot::Sender<()>),
 }
 
 /// The connection task of one WebSocket: a future that runs until the connection is closed.
@@ -73,6 +84,12 @@ pub struct Driver<T> {
     shutting_down: bool,
     abort: bool,
     done: bool,
+    /// A protocol error stopped input; its Close waits for the application (or FAIL_GRACE).
+    fail_deadline: Option<Duration>,
+    /// The message channel was closed after the last message before the error.
+    inbound_ended: bool,
+    /// The last look at the command channel found it empty (or closed).
+    commands_idle: bool,
 }
 
 impl<T> std::fmt::Debug for Driver<T> {
@@ -134,6 +151,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             shutting_down: false,
             abort: false,
             done: false,
+            fail_deadline: None,
+            inbound_ended: false,
+            commands_idle: false,
         }
     }
 
@@ -154,13 +174,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     }
 
     /// Feeds buffered input to the codec (the handshake's leftover bytes first of all).
-    fn process_input(&mut self) -> bool {
+    fn process_input(&mut self, now: Duration) -> bool {
         if !self.input_dirty || self.held.is_some() {
             return false;
         }
         if let Err(e) = self.conn.handle_read(&mut self.read_buf) {
             tracing::debug!(error = %e, "protocol error from peer");
-            self.fail(Error::Protocol(e));
+            let error = Error::Protocol(e);
+            self.fail(error.clone());
+            if self.conn.failure_pending() && self.fail_deadline.is_none() {
+                // The application sees the error after the messages that preceded it, and
+                // may answer them before the failing Close goes out.
+                self.shared.set_early_error(error);
+                self.fail_deadline = Some(now.saturating_add(FAIL_GRACE));
+            }
         }
         // The codec stopped in front of a Ping because the previous pong is still owed:
         // write it (later in this round), then parse on. If the transport takes nothing, the
@@ -172,6 +199,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     /// Takes the application's commands while the outbound buffer has room.
     fn pump_commands(&mut self, cx: &mut Context<'_>, now: Duration) -> bool {
         let mut progress = false;
+        self.commands_idle = !self.commands_open;
         while self.commands_open && !self.shutting_down {
             if self.conn.outbound().remaining() >= self.write_buffer {
                 break;
@@ -183,9 +211,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 }
                 Poll::Ready(None) => {
                     self.commands_open = false;
+                    self.commands_idle = true;
                     progress = true;
                 }
-                Poll::Pending => break,
+                Poll::Pending => {
+                    self.commands_idle = true;
+                    break;
+                }
             }
         }
         // Every handle is gone: nobody can read or send again, so close normally.
@@ -224,6 +256,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     Err(e) => tracing::debug!(error = %e, "close refused"),
                 }
             }
+            Command::WaitClosed(w) => self.close_waiters.push(w),
             Command::Flush(w) => {
                 if self.conn.wants_write() || self.needs_flush {
                     self.flush_waiters.push(w);
@@ -362,7 +395,31 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 _ => {}
             }
         }
+        if self.fail_deadline.is_some() && self.held.is_none() && !self.inbound_ended {
+            // Every message before the error is queued: end the stream with the error.
+            self.inbound.close_channel();
+            self.inbound_ended = true;
+            progress = true;
+        }
         progress
+    }
+
+    /// Sends the failing Close once the application has answered what preceded the error:
+    /// it read to the end (`reader_done`, loaded before the command channel was drained, so
+    /// every answer it sent first has been taken) or dropped its reader, or the grace passed.
+    fn commit_failure(&mut self, reader_done: bool, now: Duration) -> bool {
+        let Some(deadline) = self.fail_deadline else {
+            return false;
+        };
+        if !self.conn.failure_pending() {
+            return false;
+        }
+        if (reader_done && self.commands_idle) || now >= deadline {
+            self.conn.commit_failure();
+            self.start_closing(now);
+            return true;
+        }
+        false
     }
 
     fn deliver(&mut self, m: Message) {
@@ -377,7 +434,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
 
     /// Reads from the transport while the application keeps up.
     fn read(&mut self, cx: &mut Context<'_>, now: Duration) -> bool {
-        if self.read_eof || self.held.is_some() || self.input_dirty || self.shutting_down {
+        if self.read_eof
+            || self.held.is_some()
+            || self.input_dirty
+            || self.shutting_down
+            || self.fail_deadline.is_some()
+        {
             return false;
         }
         let Some(io) = self.io.as_mut() else {
@@ -483,10 +545,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
 
     /// Arms the sleep at the earliest deadline; true if it has already passed.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let deadline = match (self.conn.poll_timeout(), self.ka.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let fail = self.fail_deadline.filter(|_| self.conn.failure_pending());
+        let deadline = [self.conn.poll_timeout(), self.ka.next_deadline(), fail]
+            .into_iter()
+            .flatten()
+            .min();
         let Some(deadline) = deadline else {
             self.armed = None;
             return false;
@@ -589,14 +652,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
         if this.done {
             return Poll::Ready(this.result());
         }
+        this.shared.driver.register(cx.waker());
         for _ in 0..BUDGET {
             let now = this.now();
-            let mut progress = this.process_input();
+            // Loaded before the commands are drained (see `commit_failure`).
+            let reader_done = this.shared.reader_done();
+            let mut progress = this.process_input(now);
             progress |= this.pump_commands(cx, now);
             progress |= this.pump_pings(cx, now);
             progress |= this.pump_keepalive(now);
             progress |= this.pump_events(cx, now);
             progress |= this.read(cx, now);
+            progress |= this.commit_failure(reader_done, now);
             progress |= this.write(cx, now);
             // After the peer's EOF nothing more can arrive: once what we owe it is written
             // (and the application has taken every message), the connection is over.

@@ -64,7 +64,10 @@ where
     };
     let (accepted, leftover) = timeout(&*timer, handshake_timeout, work).await??;
     tracing::debug!(subprotocol = ?accepted.subprotocol, "websocket client connected");
-    let conn = Connection::client(config.codec.clone(), Box::new(rng::OsMask::new()));
+    let conn = Connection::client(
+        crate::driver::codec_config(&config),
+        Box::new(rng::OsMask::new()),
+    );
     let (ws, driver) = assemble(io, conn, leftover, config, timer);
     Ok((ws, driver, accepted))
 }
@@ -135,7 +138,7 @@ where
     };
     let (req, leftover) = timeout(&*timer, handshake_timeout, work).await??;
     tracing::debug!(path = req.path(), "websocket server accepted");
-    let conn = Connection::server(config.codec.clone());
+    let conn = Connection::server(crate::driver::codec_config(&config));
     let (ws, driver) = assemble(io, conn, leftover, config, timer);
     Ok((ws, driver, req))
 }
@@ -153,8 +156,11 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let conn = match role {
-        Role::Client => Connection::client(config.codec.clone(), Box::new(rng::OsMask::new())),
-        Role::Server => Connection::server(config.codec.clone()),
+        Role::Client => Connection::client(
+            crate::driver::codec_config(&config),
+            Box::new(rng::OsMask::new()),
+        ),
+        Role::Server => Connection::server(crate::driver::codec_config(&config)),
     };
     assemble(io, conn, BytesMut::from(leftover), config, timer)
 }

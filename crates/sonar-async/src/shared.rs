@@ -1,7 +1,11 @@
 //! State shared between the connection task and the application's handles.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
+
+use atomic_waker::AtomicWaker;
 
 use sonar_core::CloseCode;
 use sonar_keepalive::RttStats;
@@ -68,6 +72,13 @@ pub(crate) struct Shared {
     pub(crate) outcome: Mutex<Option<Outcome>>,
     /// Set once Close was sent or received: new data messages are refused.
     pub(crate) closing: AtomicBool,
+    /// A protocol error the application sees at the end of the messages that preceded it,
+    /// before the connection task has finished (it is still sending the answers).
+    pub(crate) early_error: Mutex<Option<Error>>,
+    /// The application has read to the end of the messages (or dropped its reader).
+    pub(crate) reader_done: AtomicBool,
+    /// Wakes the connection task when `reader_done` is set.
+    pub(crate) driver: AtomicWaker,
 }
 
 impl std::fmt::Debug for Shared {
@@ -106,6 +117,9 @@ impl Shared {
 
     /// The error that ended the connection, if it failed.
     pub(crate) fn error(&self) -> Option<Error> {
+        if let Some(e) = self.early_error.lock().ok()?.clone() {
+            return Some(e);
+        }
         match self.outcome.lock().ok()?.as_ref()? {
             Outcome::Failed(e, _) => Some(e.clone()),
             Outcome::Closed(_) => None,
@@ -117,6 +131,24 @@ impl Shared {
             Outcome::Closed(s) => Some(s.clone()),
             Outcome::Failed(_, s) => s.clone(),
         }
+    }
+
+    pub(crate) fn set_early_error(&self, e: Error) {
+        if let Ok(mut g) = self.early_error.lock()
+            && g.is_none()
+        {
+            *g = Some(e);
+        }
+    }
+
+    /// Called by the reader: it has taken every message (or is gone).
+    pub(crate) fn mark_reader_done(&self) {
+        self.reader_done.store(true, Release);
+        self.driver.wake();
+    }
+
+    pub(crate) fn reader_done(&self) -> bool {
+        self.reader_done.load(Acquire)
     }
 
     pub(crate) fn finish(&self, outcome: Outcome) {

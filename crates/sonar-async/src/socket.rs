@@ -126,6 +126,13 @@ impl WebSocket {
         self.writer.flush().await
     }
 
+    /// Waits until the connection task has finished: the closing handshake is done (or timed
+    /// out, or the connection failed) and everything queued before was written. Use it before
+    /// exiting a program, so that the last answers and the Close are not lost.
+    pub async fn closed(&mut self) {
+        self.writer.closed().await
+    }
+
     /// Round-trip time statistics of pings (keepalive and user pings).
     pub fn rtt(&self) -> Option<RttStats> {
         self.writer.shared.rtt()
@@ -175,9 +182,17 @@ impl Stream for WsReader {
             Some(m) => Poll::Ready(Some(Ok(m))),
             None => {
                 self.ended = true;
+                self.shared.mark_reader_done();
                 Poll::Ready(self.shared.error().map(Err))
             }
         }
+    }
+}
+
+impl Drop for WsReader {
+    fn drop(&mut self) {
+        // Nobody will read the rest: a failing connection need not wait for answers.
+        self.shared.mark_reader_done();
     }
 }
 
@@ -233,6 +248,15 @@ impl WsWriter {
         }
         let _ = rx.await;
         Ok(())
+    }
+
+    /// Waits until the connection task has finished (see [`WebSocket::closed`]).
+    pub async fn closed(&mut self) {
+        let (tx, rx) = oneshot::channel();
+        if self.command(Command::WaitClosed(tx)).await.is_ok() {
+            // Canceled: the task finished and dropped the sender.
+            let _ = rx.await;
+        }
     }
 
     /// Waits until everything queued so far is written and flushed.

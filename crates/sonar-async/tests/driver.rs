@@ -594,3 +594,54 @@ async fn every_ping_of_a_burst_is_answered_when_writable() {
         assert_eq!((b0, payload.as_slice()), (0x8a, &[b'p', i][..]), "pong {i}");
     }
 }
+
+// Autobahn 3.x/4.x strictness: valid messages, then a bad frame, in one write. The
+// application's echoes of the valid messages reach the peer before the failing Close 1002,
+// and the application sees the typed error right after those messages.
+#[tokio::test(start_paused = true)]
+async fn answers_to_messages_before_a_protocol_error_go_out_first() {
+    let mut first = Vec::new();
+    first.extend(FrameBuilder::text(b"one").build());
+    first.extend(FrameBuilder::text(b"two").build());
+    first.extend(FrameBuilder::new(0x03, b"").build()); // reserved opcode
+    let (mut ws, mut peer) = client_with_raw_server(Config::default(), &first).await;
+    let app = tokio::spawn(async move {
+        let mut echoed = 0;
+        loop {
+            match ws.recv().await {
+                Some(Ok(m)) => {
+                    ws.send(m).await.unwrap();
+                    echoed += 1;
+                }
+                Some(Err(e)) => return (echoed, e),
+                None => panic!("ended without the error"),
+            }
+        }
+    });
+    for want in [&b"one"[..], b"two"] {
+        let (b0, payload) = timeout(LIMIT, read_frame(&mut peer)).await.unwrap();
+        assert_eq!((b0, payload.as_slice()), (0x81, want));
+    }
+    let (b0, close) = timeout(LIMIT, read_frame(&mut peer)).await.unwrap();
+    assert_eq!((b0, close.as_slice()), (0x88, &1002u16.to_be_bytes()[..]));
+    let (echoed, err) = app.await.unwrap();
+    assert_eq!(echoed, 2);
+    assert_eq!(err.close_code(), Some(CloseCode::PROTOCOL_ERROR));
+}
+
+// An application that does not read does not hold the failing Close back for long: it goes
+// out after the 1 s grace.
+#[tokio::test(start_paused = true)]
+async fn failing_close_goes_out_after_the_grace_if_nobody_reads() {
+    let mut first = FrameBuilder::text(b"unread").build();
+    first.extend(FrameBuilder::new(0x0b, b"").build());
+    let start = Instant::now();
+    let (_ws, mut peer) = client_with_raw_server(Config::default(), &first).await;
+    let (b0, close) = timeout(LIMIT, read_frame(&mut peer)).await.unwrap();
+    assert_eq!((b0, close.as_slice()), (0x88, &1002u16.to_be_bytes()[..]));
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_millis(1100),
+        "{waited:?}"
+    );
+}

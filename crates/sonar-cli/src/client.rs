@@ -23,6 +23,8 @@ const STDIN_QUEUE: usize = 16;
 /// At the end of stdin, how long to wait for more replies (when fewer messages than lines
 /// sent have arrived) before sending Close.
 const LINGER_QUIET: Duration = Duration::from_millis(500);
+/// After a protocol failure, how long the exiting client lets its last frames go out.
+const FAIL_LINGER: Duration = Duration::from_millis(200);
 
 /// Runs `sonar client`.
 pub(crate) fn run(args: ClientArgs) -> Result<ExitCode, Failure> {
@@ -144,6 +146,10 @@ async fn client<R: Runtime>(
                 Err(e) => failure = Some(e),
             }
         }
+        // Let the connection task write the last echoes and its Close before exiting. After a
+        // failure a client would wait up to the close timeout for the server's EOF; an exiting
+        // program only needs its last frames written.
+        linger(&rt, &mut tx, failure.is_some()).await;
         return finish(failure, rx.close_status(), true, false);
     };
 
@@ -185,6 +191,7 @@ async fn client<R: Runtime>(
         }
     }
     if ended {
+        linger(&rt, &mut tx, failure.is_some()).await;
         return finish(failure, rx.close_status(), false, false);
     }
     // End of stdin: Close 1000, and keep printing what arrives until the handshake is done.
@@ -193,6 +200,15 @@ async fn client<R: Runtime>(
     let (closed, drained) = join(close, drain).await;
     let failure = drained.or(closed.err());
     finish(failure, rx.close_status(), true, true)
+}
+
+/// Waits for the connection task to finish; after a failure, at most `FAIL_LINGER`.
+async fn linger<R: Runtime>(rt: &R, tx: &mut sonar_async::WsWriter, failed: bool) {
+    if failed {
+        let _ = crate::rt::timeout(rt, FAIL_LINGER, tx.closed()).await;
+    } else {
+        tx.closed().await;
+    }
 }
 
 async fn drain(rx: &mut WsReader) -> Option<Error> {

@@ -87,6 +87,15 @@ pub struct Config {
     pub auto_pong: bool,
     /// Maximum number of user pings/pongs queued and not yet written (default 32).
     pub max_queued_control: usize,
+    /// Defer the Close that fails the connection after a protocol error (default `false`).
+    ///
+    /// When set, a protocol error still stops all input processing at once (§7.1.7), but the
+    /// failing Close is queued only when the driver calls
+    /// [`Connection::commit_failure`](crate::Connection::commit_failure); until then data
+    /// frames may still be sent and nothing already queued is dropped. A driver uses this to
+    /// let the application answer the messages that arrived before the error (the Autobahn
+    /// suite grades failing before those answers as NON-STRICT).
+    pub defer_fail_close: bool,
     pub(crate) extension: Option<Arc<ExtensionFactory>>,
 }
 
@@ -99,6 +108,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(10),
             auto_pong: true,
             max_queued_control: 32,
+            defer_fail_close: false,
             extension: None,
         }
     }
@@ -113,6 +123,7 @@ impl fmt::Debug for Config {
             .field("close_timeout", &self.close_timeout)
             .field("auto_pong", &self.auto_pong)
             .field("max_queued_control", &self.max_queued_control)
+            .field("defer_fail_close", &self.defer_fail_close)
             .field("extension", &self.extension.is_some())
             .finish()
     }
@@ -147,6 +158,12 @@ impl Config {
     /// Sets [`Config::max_queued_control`].
     pub fn with_max_queued_control(mut self, v: usize) -> Self {
         self.max_queued_control = v;
+        self
+    }
+
+    /// Sets [`defer_fail_close`](Self::defer_fail_close).
+    pub fn with_defer_fail_close(mut self, v: bool) -> Self {
+        self.defer_fail_close = v;
         self
     }
     /// Configures a negotiated extension; `factory` is called once per connection.

@@ -97,6 +97,8 @@ pub struct Connection {
     out_utf8: Utf8Validator,
     /// `handle_read` stopped in front of a Ping (see `has_pending_input`).
     pending_input: bool,
+    /// A protocol error whose failing Close waits for `commit_failure` (`defer_fail_close`).
+    fail_pending: bool,
     /// Set when `handle_read` stopped in front of a Ping; cleared once the owed auto-pong
     /// starts to leave (or the slot is found empty). While set, pings coalesce (C-12).
     pong_stalled: bool,
@@ -153,6 +155,7 @@ impl Connection {
             out_fragment: None,
             out_utf8: Utf8Validator::default(),
             pending_input: false,
+            fail_pending: false,
             pong_stalled: false,
         }
     }
@@ -292,6 +295,7 @@ impl Connection {
         if self.closed {
             return;
         }
+        self.commit_failure();
         self.eof = true;
         self.check_transport();
     }
@@ -327,14 +331,57 @@ impl Connection {
     }
 
     /// Fails the connection (§7.1.7): drop what has not started to leave, queue Close(code).
+    /// With `defer_fail_close`, input stops here but the Close waits for `commit_failure`.
     fn fail(&mut self, e: ProtocolError) {
         let code = e.close_code();
         self.error = Some(e);
+        if self.config.defer_fail_close && !self.close_sent {
+            self.fail_pending = true;
+            return;
+        }
         if !self.close_sent {
             self.out.truncate_to_current();
             self.queue_close(Some(code));
         }
         self.check_transport();
+    }
+
+    /// Queues the failing Close of a protocol error that [`Config::defer_fail_close`]
+    /// held back, after everything already queued. No-op otherwise.
+    ///
+    /// ```
+    /// use bytes::{Buf, BytesMut};
+    /// use sonar_core::{Config, Connection, Event, Message};
+    ///
+    /// let mut server = Connection::server(Config::default().with_defer_fail_close(true));
+    /// // A masked "Hi", then a frame with a reserved opcode (0xB).
+    /// let mut input = BytesMut::from(&[0x81, 0x82, 0, 0, 0, 0, b'H', b'i', 0x8b, 0x80, 0, 0, 0, 0][..]);
+    /// assert!(server.handle_read(&mut input).is_err());
+    /// assert!(server.failure_pending());
+    /// assert_eq!(server.poll_event(), Some(Event::Message(Message::from("Hi"))));
+    /// server.send(Message::from("Hi")).unwrap(); // the answer still goes out, first
+    /// server.commit_failure();
+    /// let mut out = server.outbound();
+    /// let bytes = out.copy_to_bytes(out.remaining());
+    /// assert_eq!(&bytes[..], &[0x81, 0x02, b'H', b'i', 0x88, 0x02, 0x03, 0xea]);
+    /// ```
+    pub fn commit_failure(&mut self) {
+        if !self.fail_pending {
+            return;
+        }
+        self.fail_pending = false;
+        if let Some(code) = self.error.as_ref().map(ProtocolError::close_code)
+            && !self.close_sent
+        {
+            self.queue_close(Some(code));
+        }
+        self.check_transport();
+    }
+
+    /// Whether a protocol error's failing Close is held back, waiting for
+    /// [`commit_failure`](Self::commit_failure) (see [`Config::defer_fail_close`]).
+    pub fn failure_pending(&self) -> bool {
+        self.fail_pending
     }
 
     // ----- output ------------------------------------------------------------------------

@@ -18,7 +18,10 @@ impl Connection {
     fn check_data_allowed(&self) -> Result<(), SendError> {
         if self.closed {
             Err(SendError::Closed)
-        } else if self.close_sent || self.error.is_some() || self.close_received.is_some() {
+        } else if self.close_sent
+            || (self.error.is_some() && !self.fail_pending)
+            || self.close_received.is_some()
+        {
             Err(SendError::Closing)
         } else {
             Ok(())
@@ -122,6 +125,11 @@ impl Connection {
     pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
         if self.closed {
             return Err(SendError::Closed);
+        }
+        if self.fail_pending {
+            // A protocol error decided the code already (see `defer_fail_close`).
+            self.commit_failure();
+            return Ok(());
         }
         if self.close_sent || self.error.is_some() {
             return Err(SendError::Closing);
