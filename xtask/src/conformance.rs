@@ -122,7 +122,7 @@ fn build_sonar() -> Result<PathBuf, String> {
     let mut c = cargo();
     c.args(["build", "--release", "--quiet", "-p", "sonar-cli"]);
     run(c)?;
-    Ok(root().join("target").join("release").join("sonar"))
+    Ok(crate::target_dir().join("release").join("sonar"))
 }
 
 /// Kills the child when dropped, so no server outlives a failed step.
