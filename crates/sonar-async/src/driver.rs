@@ -22,10 +22,16 @@ use sonar_keepalive::{Input, KeepAlive, Output, PingRegistry};
 use crate::shared::{CloseStatus, Outcome, Shared};
 use crate::{Config, Error, Sleep, Timer};
 
-/// Bytes asked of the transport per read while no large frame is being received.
-const READ_CHUNK: usize = 8 * 1024;
-/// The largest single read, used while a large frame is buffered.
-const READ_CHUNK_MAX: usize = 256 * 1024;
+/// Bytes asked of the transport per read.
+const SCRATCH_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// One zeroed read buffer per thread, shared by every connection task that runs on it.
+    /// Reads land here and only the bytes received are copied into the connection's own
+    /// buffer: no read zeroes memory (it used to cost most of a small echo's CPU), and an idle
+    /// connection holds no read buffer at all.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 /// Rounds of the loop per poll before yielding to the runtime (fairness).
 const BUDGET: usize = 32;
 /// After a protocol error, how long the application may take to answer the messages that
@@ -445,39 +451,45 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         let Some(io) = self.io.as_mut() else {
             return false;
         };
-        let len = self.read_buf.len();
-        // Ask for at least READ_CHUNK; while a large frame is buffered, ask for as much again
-        // as is buffered (up to READ_CHUNK_MAX) so big frames take few reads.
-        // (Written with `clamp`: an equivalent if/else computed 0 here in optimized builds of
-        // rustc 1.95; the release-mode test run in `cargo xtask ci` guards this.)
-        let chunk = len.clamp(READ_CHUNK, READ_CHUNK_MAX);
-        bytes::BufMut::put_bytes(&mut self.read_buf, 0, chunk);
-        let result = Pin::new(io).poll_read(cx, &mut self.read_buf[len..]);
+        if self.read_buf.is_empty() && self.read_buf.capacity() > SCRATCH_SIZE {
+            // A large message has been taken: do not keep its buffer on an idle connection.
+            self.read_buf = BytesMut::new();
+        }
+        let read_buf = &mut self.read_buf;
+        let mut read_into = |scratch: &mut Vec<u8>| {
+            if scratch.len() < SCRATCH_SIZE {
+                scratch.resize(SCRATCH_SIZE, 0);
+            }
+            let result = Pin::new(&mut *io).poll_read(cx, &mut scratch[..]);
+            if let Poll::Ready(Ok(n)) = result {
+                read_buf.extend_from_slice(scratch.get(..n).unwrap_or_default());
+            }
+            result
+        };
+        let result = SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => read_into(&mut scratch),
+            // Only if a transport re-entered another connection task on this thread.
+            Err(_) => read_into(&mut Vec::new()),
+        });
         match result {
             Poll::Ready(Ok(0)) => {
-                self.read_buf.truncate(len);
                 self.read_eof = true;
                 self.conn.handle_eof();
                 true
             }
             Poll::Ready(Ok(n)) => {
-                self.read_buf.truncate(len + n);
                 self.shared.counters.bytes_in.fetch_add(n as u64, Relaxed);
                 self.ka.handle(now, Input::BytesReceived);
                 self.input_dirty = true;
                 true
             }
             Poll::Ready(Err(e)) => {
-                self.read_buf.truncate(len);
                 self.read_eof = true;
                 self.fail(e.into());
                 self.conn.handle_eof();
                 true
             }
-            Poll::Pending => {
-                self.read_buf.truncate(len);
-                false
-            }
+            Poll::Pending => false,
         }
     }
 
