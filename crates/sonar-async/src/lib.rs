@@ -13,6 +13,25 @@
 //!
 //! Handshakes: [`client`], [`server`], [`server_with`], and [`from_upgraded`] for streams
 //! upgraded by another HTTP server.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use sonar_async::{Config, Error, Timer};
+//!
+//! /// An echo server over any futures-io stream, on any executor.
+//! async fn echo<T>(io: T, timer: Arc<dyn Timer>) -> Result<(), Error>
+//! where
+//!     T: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send + 'static,
+//! {
+//!     let (mut ws, driver, _request) = sonar_async::server(io, Config::default(), timer).await?;
+//!     // Spawn `driver` on the executor: it answers pings and runs keepalive from now on.
+//!     # drop(driver);
+//!     while let Some(message) = ws.recv().await {
+//!         ws.send(message?).await?;
+//!     }
+//!     Ok(())
+//! }
+//! ```
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 

@@ -7,6 +7,20 @@
 //! bytes, time (`Duration` since an origin the driver picks) and masking keys are arguments.
 //!
 //! Without the default `std` feature the crate is `#![no_std]` + `alloc`.
+//!
+//! ```
+//! use bytes::{Buf, BytesMut};
+//! use sonar_core::{Config, Connection, Event};
+//!
+//! let mut server = Connection::server(Config::default());
+//! // A masked Ping "hi" from a client (mask key 00 00 00 00).
+//! let mut input = BytesMut::from(&[0x89, 0x82, 0, 0, 0, 0, b'h', b'i'][..]);
+//! server.handle_read(&mut input).unwrap();
+//! assert_eq!(server.poll_event(), Some(Event::Ping("hi".into())));
+//! // The pong is already queued: FIN set (0x8a), payload echoed, unmasked from a server.
+//! let mut out = server.outbound();
+//! assert_eq!(&out.copy_to_bytes(out.remaining())[..], &[0x8a, 0x02, b'h', b'i']);
+//! ```
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 #![deny(unsafe_code)]

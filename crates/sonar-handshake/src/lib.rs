@@ -15,6 +15,27 @@
 //!
 //! With the `std` feature off the crate is `#![no_std]` + `alloc`. The `http` feature adds
 //! conversions from and to the `http` crate's `Request` / `Response`.
+//!
+//! ```
+//! use sonar_handshake::{ClientHandshake, ClientRequest, ServerHandshake};
+//!
+//! let request = ClientRequest::new("example.com", "/chat");
+//! let mut client = ClientHandshake::new(request, *b"the sample nonce");
+//! let mut head = Vec::new();
+//! client.encode_request(&mut head);
+//!
+//! let server = ServerHandshake::new();
+//! let (req, used) = server.decode_request(&head).unwrap().expect("a complete head");
+//! assert_eq!((req.path(), used), ("/chat", head.len()));
+//! let mut response = Vec::new();
+//! server.encode_accept(&req, None, &mut response);
+//!
+//! // A first frame (an empty Ping) arrives in the same read as the 101: it is left for the codec.
+//! response.extend_from_slice(&[0x89, 0x00]);
+//! let (accepted, used) = client.decode_response(&response).unwrap().expect("a complete head");
+//! assert_eq!(&response[used..], &[0x89, 0x00]);
+//! assert_eq!(accepted.subprotocol, None);
+//! ```
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 #![deny(unsafe_code)]

@@ -67,6 +67,20 @@
 //! - `max_outstanding_pings` 16 user pings, plus one reserved keepalive slot.
 //! - Generated payloads: 8 lowercase hex digits (printable ASCII, never NUL), unique among
 //!   outstanding pings. RTT is `None` before the first sample; smoothed is an EWMA with α = 1/8.
+//!
+//! ```
+//! use core::time::Duration;
+//! use sonar_keepalive::{Input, KeepAlive, KeepaliveConfig, Output};
+//!
+//! let secs = Duration::from_secs;
+//! let mut ka = KeepAlive::new(KeepaliveConfig::default(), 0);
+//! ka.handle(secs(0), Input::Opened);
+//! assert_eq!(ka.next_deadline(), Some(secs(20))); // a ping after 20 s of inbound silence
+//! let Some(Output::SendPing { id, .. }) = ka.poll(secs(20)) else { unreachable!() };
+//! ka.handle(secs(20), Input::PingWritten(id)); // the pong timer starts when it is written
+//! assert_eq!(ka.poll(secs(39)), None);
+//! assert!(matches!(ka.poll(secs(40)), Some(Output::Dead(_)))); // no pong within 20 s
+//! ```
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
