@@ -378,20 +378,10 @@ struct Sample {
 
 /// A masked binary frame (FIN, opcode 2) of `payload` bytes, as a client sends it.
 fn masked_frame(payload: usize) -> Vec<u8> {
-    let key = [0x12u8, 0x34, 0x56, 0x78];
-    let mut frame = vec![0x82u8];
-    if payload < 126 {
-        frame.push(0x80 | payload as u8);
-    } else if payload <= 0xffff {
-        frame.push(0x80 | 126);
-        frame.extend_from_slice(&(payload as u16).to_be_bytes());
-    } else {
-        frame.push(0x80 | 127);
-        frame.extend_from_slice(&(payload as u64).to_be_bytes());
-    }
-    frame.extend_from_slice(&key);
-    frame.extend((0..payload).map(|i| (i as u8) ^ key[i % 4]));
-    frame
+    let bytes: Vec<u8> = (0..payload).map(|i| i as u8).collect();
+    sonar_core::testing::FrameBuilder::binary(&bytes)
+        .mask([0x12, 0x34, 0x56, 0x78])
+        .build()
 }
 
 /// Counts frames in a byte stream without copying payloads (handles masked frames too, so the

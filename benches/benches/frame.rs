@@ -6,7 +6,8 @@ use std::hint::black_box;
 
 use bytes::{Buf, Bytes, BytesMut};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use sonar_core::{Config, Connection, Event, Message, apply_mask};
+use sonar_core::testing::FrameBuilder;
+use sonar_core::{Config, Connection, Event, Message};
 
 const SIZES: [(usize, &str); 4] = [
     (16, "16B"),
@@ -17,22 +18,7 @@ const SIZES: [(usize, &str); 4] = [
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 fn masked_frame(payload: &[u8]) -> Vec<u8> {
-    let len = payload.len();
-    let mut out = vec![0x82];
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xFFFF {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&KEY);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], KEY, 0);
-    out
+    FrameBuilder::binary(payload).mask(KEY).build()
 }
 
 fn batch(size: usize) -> BatchSize {

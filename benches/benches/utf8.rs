@@ -7,7 +7,8 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use sonar_core::{Config, Connection, Event, apply_mask};
+use sonar_core::testing::FrameBuilder;
+use sonar_core::{Config, Connection, Event};
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
@@ -24,22 +25,12 @@ fn text(len: usize) -> Vec<u8> {
 }
 
 fn push_frame(out: &mut Vec<u8>, first: bool, fin: bool, payload: &[u8]) {
-    let opcode = if first { 0x1 } else { 0x0 };
-    out.push(if fin { 0x80 } else { 0 } | opcode);
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xFFFF {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
+    let frame = if first {
+        FrameBuilder::text(payload)
     } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&KEY);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], KEY, 0);
+        FrameBuilder::continuation(payload)
+    };
+    out.extend(frame.fin(fin).mask(KEY).build());
 }
 
 fn utf8(c: &mut Criterion) {
