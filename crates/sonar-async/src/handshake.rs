@@ -7,7 +7,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_channel::mpsc;
 use futures_io::{AsyncRead, AsyncWrite};
 use sonar_core::{Connection, Role};
 use sonar_handshake::{
@@ -15,8 +14,8 @@ use sonar_handshake::{
 };
 use sonar_keepalive::ping_channel;
 
-use crate::driver::{Driver, DriverParts};
-use crate::shared::Shared;
+use crate::conn::{Inner, Parts, codec_config};
+use crate::driver::Driver;
 use crate::{Config, Error, Timer, WebSocket, rng};
 
 /// Bytes read per call while the handshake head is incomplete.
@@ -38,7 +37,7 @@ pub async fn client<T>(
     timer: Arc<dyn Timer>,
 ) -> Result<(WebSocket, Driver<T>, Accepted), Error>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let handshake_timeout = config.handshake_timeout;
     let work = async {
@@ -64,10 +63,7 @@ where
     };
     let (accepted, leftover) = timeout(&*timer, handshake_timeout, work).await??;
     tracing::debug!(subprotocol = ?accepted.subprotocol, "websocket client connected");
-    let conn = Connection::client(
-        crate::driver::codec_config(&config),
-        Box::new(rng::OsMask::new()),
-    );
+    let conn = Connection::client(codec_config(&config), Box::new(rng::OsMask::new()));
     let (ws, driver) = assemble(io, conn, leftover, config, timer);
     Ok((ws, driver, accepted))
 }
@@ -80,7 +76,7 @@ pub async fn server<T>(
     timer: Arc<dyn Timer>,
 ) -> Result<(WebSocket, Driver<T>, Request), Error>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     server_with(io, config, timer, |_| Ok(None)).await
 }
@@ -98,7 +94,7 @@ pub async fn server_with<T, F>(
     policy: F,
 ) -> Result<(WebSocket, Driver<T>, Request), Error>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&Request) -> Result<Option<String>, Rejection>,
 {
     let handshake_timeout = config.handshake_timeout;
@@ -138,7 +134,7 @@ where
     };
     let (req, leftover) = timeout(&*timer, handshake_timeout, work).await??;
     tracing::debug!(path = req.path(), "websocket server accepted");
-    let conn = Connection::server(crate::driver::codec_config(&config));
+    let conn = Connection::server(codec_config(&config));
     let (ws, driver) = assemble(io, conn, leftover, config, timer);
     Ok((ws, driver, req))
 }
@@ -153,14 +149,11 @@ pub fn from_upgraded<T>(
     timer: Arc<dyn Timer>,
 ) -> (WebSocket, Driver<T>)
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn = match role {
-        Role::Client => Connection::client(
-            crate::driver::codec_config(&config),
-            Box::new(rng::OsMask::new()),
-        ),
-        Role::Server => Connection::server(crate::driver::codec_config(&config)),
+        Role::Client => Connection::client(codec_config(&config), Box::new(rng::OsMask::new())),
+        Role::Server => Connection::server(codec_config(&config)),
     };
     assemble(io, conn, BytesMut::from(leftover), config, timer)
 }
@@ -173,26 +166,19 @@ fn assemble<T>(
     timer: Arc<dyn Timer>,
 ) -> (WebSocket, Driver<T>)
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // A futures-channel queue holds `buffer + senders` items; the driver is the one sender.
-    let (in_tx, in_rx) = mpsc::channel(config.read_queue.saturating_sub(1));
-    let (cmd_tx, cmd_rx) = mpsc::channel(config.write_queue.saturating_sub(1));
     let (registry, pinger) = ping_channel(config.max_queued_pings.max(1));
-    let shared = Arc::new(Shared::default());
-    let ws = WebSocket::new(in_rx, cmd_tx, pinger, shared.clone());
-    let parts = DriverParts {
+    let inner = Inner::new(Parts {
+        io: Box::new(io),
         conn,
         leftover,
         config,
         timer,
-        shared,
-        inbound: in_tx,
-        commands: cmd_rx,
         registry,
         salt: rng::salt(),
-    };
-    (ws, Driver::new(io, parts))
+    });
+    (WebSocket::new(inner.clone(), pinger), Driver::new(inner))
 }
 
 pub(crate) async fn timeout<F: Future>(

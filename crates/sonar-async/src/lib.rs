@@ -36,6 +36,7 @@
 #![deny(unsafe_code)]
 
 mod config;
+mod conn;
 mod driver;
 mod error;
 mod handshake;

@@ -1,28 +1,26 @@
 //! The application's side of a connection: [`WebSocket`] and its split halves.
 
-use std::future::Future;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_channel::{mpsc, oneshot};
 use futures_core::Stream;
 use futures_sink::Sink;
 use sonar_core::{CloseCode, CloseFrame, Message};
 use sonar_keepalive::{Pinger, RttStats};
 
 use crate::Error;
-use crate::driver::Command;
-use crate::shared::{CloseStatus, Shared, Stats};
+use crate::conn::{Inner, Mode, WaitGuard};
+use crate::shared::{CloseStatus, Stats};
 
 /// One WebSocket connection, as the application sees it.
 ///
-/// It talks to the connection's [`Driver`](crate::Driver) task, which owns the transport,
-/// answers pings and runs keepalive whether or not the application is reading or writing.
+/// `recv` and `send` do the connection's work inline (read and parse, encode and write), so
+/// an echo costs one task wake-up; the connection's [`Driver`](crate::Driver) task answers
+/// pings and runs keepalive whenever the application is not waiting on the connection.
 /// `WebSocket` is a [`Stream`] of received messages and a [`Sink`] of messages to send, and
 /// has inherent async methods for the same.
 ///
@@ -37,53 +35,60 @@ pub struct WebSocket {
 }
 
 /// The receiving half of a [`WebSocket`] (see [`WebSocket::split`]).
-#[derive(Debug)]
 pub struct WsReader {
-    rx: mpsc::Receiver<Message>,
-    shared: Arc<Shared>,
-    ended: bool,
+    inner: Arc<Inner>,
 }
 
 /// The sending half of a [`WebSocket`] (see [`WebSocket::split`]). Cloning it gives another
 /// sender to the same connection (for fan-out); all clones share one bounded queue.
-#[derive(Debug)]
 pub struct WsWriter {
-    tx: mpsc::Sender<Command>,
+    inner: Arc<Inner>,
     pinger: Pinger,
-    shared: Arc<Shared>,
-    /// `Sink::poll_close` in progress: resolves when the connection task is done.
-    close_wait: Option<oneshot::Receiver<()>>,
+    /// `Sink::poll_close` has started the closing handshake.
+    close_started: bool,
+}
+
+impl std::fmt::Debug for WsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsReader").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for WsWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsWriter")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Clone for WsWriter {
     fn clone(&self) -> Self {
+        self.inner.lock().writers += 1;
         WsWriter {
-            tx: self.tx.clone(),
+            inner: self.inner.clone(),
             pinger: self.pinger.clone(),
-            shared: self.shared.clone(),
-            close_wait: None,
+            close_started: false,
         }
     }
 }
 
+impl Drop for WsWriter {
+    fn drop(&mut self) {
+        self.inner.lock().writer_dropped();
+    }
+}
+
 impl WebSocket {
-    pub(crate) fn new(
-        rx: mpsc::Receiver<Message>,
-        tx: mpsc::Sender<Command>,
-        pinger: Pinger,
-        shared: Arc<Shared>,
-    ) -> Self {
+    pub(crate) fn new(inner: Arc<Inner>, pinger: Pinger) -> Self {
         WebSocket {
             reader: WsReader {
-                rx,
-                shared: shared.clone(),
-                ended: false,
+                inner: inner.clone(),
             },
             writer: WsWriter {
-                tx,
+                inner,
                 pinger,
-                shared,
-                close_wait: None,
+                close_started: false,
             },
         }
     }
@@ -95,7 +100,9 @@ impl WebSocket {
         self.reader.recv().await
     }
 
-    /// Queues a message for sending, waiting while the connection's write queue is full.
+    /// Queues a message and writes it (waiting only while the connection's write queue is
+    /// full). While received messages are still waiting to be taken, the answers to them
+    /// are written together, by the `recv` that finds no more (or by the driver).
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.writer.send(message).await
     }
@@ -126,7 +133,7 @@ impl WebSocket {
         self.writer.flush().await
     }
 
-    /// Waits until the connection task has finished: the closing handshake is done (or timed
+    /// Waits until the connection has finished: the closing handshake is done (or timed
     /// out, or the connection failed) and everything queued before was written. Use it before
     /// exiting a program, so that the last answers and the Close are not lost.
     pub async fn closed(&mut self) {
@@ -135,17 +142,17 @@ impl WebSocket {
 
     /// Round-trip time statistics of pings (keepalive and user pings).
     pub fn rtt(&self) -> Option<RttStats> {
-        self.writer.shared.rtt()
+        self.writer.rtt()
     }
 
     /// Counters of this connection.
     pub fn stats(&self) -> Stats {
-        self.writer.shared.stats()
+        self.writer.stats()
     }
 
     /// How the connection ended, once it has.
     pub fn close_status(&self) -> Option<CloseStatus> {
-        self.writer.shared.close_status()
+        self.writer.inner.lock().close_status()
     }
 
     /// Splits the connection into a reader and a writer that can be used from two tasks.
@@ -162,58 +169,64 @@ impl WebSocket {
 impl WsReader {
     /// Receives the next message (see [`WebSocket::recv`]).
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+        let inner = &self.inner;
+        let mut guard = WaitGuard::new(&inner.hub);
+        poll_fn(|cx| {
+            let r = inner.lock().poll_recv(cx);
+            guard.waiting = r.is_pending();
+            r
+        })
+        .await
     }
 
     /// How the connection ended, once it has.
     pub fn close_status(&self) -> Option<CloseStatus> {
-        self.shared.close_status()
+        self.inner.lock().close_status()
     }
 }
 
 impl Stream for WsReader {
     type Item = Result<Message, Error>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        match ready!(Pin::new(&mut self.rx).poll_next(cx)) {
-            Some(m) => Poll::Ready(Some(Ok(m))),
-            None => {
-                self.ended = true;
-                self.shared.mark_reader_done();
-                Poll::Ready(self.shared.error().map(Err))
-            }
-        }
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.lock().poll_recv(cx)
     }
 }
 
 impl Drop for WsReader {
     fn drop(&mut self) {
         // Nobody will read the rest: a failing connection need not wait for answers.
-        self.shared.mark_reader_done();
+        self.inner.lock().reader_dropped();
     }
 }
 
 impl WsWriter {
-    fn closed_error(&self) -> Error {
-        self.shared.error().unwrap_or(Error::ConnectionClosed)
-    }
-
-    async fn command(&mut self, cmd: Command) -> Result<(), Error> {
-        poll_fn(|cx| self.tx.poll_ready(cx))
-            .await
-            .map_err(|_| self.closed_error())?;
-        self.tx.start_send(cmd).map_err(|_| self.closed_error())
-    }
-
-    /// Queues a message (see [`WebSocket::send`]).
+    /// Queues a message and writes it (see [`WebSocket::send`]).
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        if self.shared.closing.load(Relaxed) {
-            return Err(self.closed_error());
-        }
-        self.command(Command::Message(message.into())).await
+        let mut message = Some(message.into());
+        let inner = &self.inner;
+        let mut guard = WaitGuard::new(&inner.hub);
+        poll_fn(|cx| {
+            let mut st = inner.lock();
+            match st.poll_send_ready(cx) {
+                Poll::Pending => {
+                    guard.waiting = true;
+                    Poll::Pending
+                }
+                Poll::Ready(Err(e)) => {
+                    guard.waiting = false;
+                    Poll::Ready(Err(e))
+                }
+                Poll::Ready(Ok(())) => {
+                    guard.waiting = false;
+                    match message.take() {
+                        Some(m) => Poll::Ready(st.send(m, cx)),
+                        None => Poll::Ready(Ok(())),
+                    }
+                }
+            }
+        })
+        .await
     }
 
     /// Sends an unsolicited pong (see [`WebSocket::pong`]).
@@ -222,7 +235,15 @@ impl WsWriter {
         if payload.len() > 125 {
             return Err(Error::Send(sonar_core::SendError::ControlTooLong));
         }
-        self.command(Command::Pong(payload)).await
+        let mut payload = Some(payload);
+        poll_fn(|cx| {
+            let mut st = self.inner.lock();
+            Poll::Ready(match payload.take() {
+                Some(p) => st.pong(p, cx),
+                None => Ok(()),
+            })
+        })
+        .await
     }
 
     /// Starts the closing handshake and waits for the connection to close (see
@@ -236,34 +257,33 @@ impl WsWriter {
         if reason.len() > CloseFrame::MAX_REASON_LEN {
             return Err(Error::Send(sonar_core::SendError::ReasonTooLong));
         }
-        let frame = CloseFrame::with_reason(code, reason.to_owned());
-        let (tx, rx) = oneshot::channel();
-        if self
-            .command(Command::Close(Some(frame), Some(tx)))
-            .await
-            .is_err()
-        {
-            // Already closed: nothing left to wait for.
-            return Ok(());
-        }
-        let _ = rx.await;
+        let mut frame = Some(CloseFrame::with_reason(code, reason.to_owned()));
+        poll_fn(|cx| {
+            let mut st = self.inner.lock();
+            if let Some(f) = frame.take() {
+                st.close(Some(f), cx);
+            }
+            st.poll_closed(cx)
+        })
+        .await;
         Ok(())
     }
 
-    /// Waits until the connection task has finished (see [`WebSocket::closed`]).
+    /// Waits until the connection has finished (see [`WebSocket::closed`]).
     pub async fn closed(&mut self) {
-        let (tx, rx) = oneshot::channel();
-        if self.command(Command::WaitClosed(tx)).await.is_ok() {
-            // Canceled: the task finished and dropped the sender.
-            let _ = rx.await;
-        }
+        poll_fn(|cx| self.inner.lock().poll_closed(cx)).await
     }
 
     /// Waits until everything queued so far is written and flushed.
     pub async fn flush(&mut self) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
-        self.command(Command::Flush(tx)).await?;
-        rx.await.map_err(|_| self.closed_error())
+        let inner = &self.inner;
+        let mut guard = WaitGuard::new(&inner.hub);
+        poll_fn(|cx| {
+            let r = inner.lock().poll_flush(cx);
+            guard.waiting = r.is_pending();
+            r
+        })
+        .await
     }
 
     /// Sends a ping and resolves to its round-trip time (see [`WebSocket::ping`]).
@@ -281,66 +301,49 @@ impl WsWriter {
 
     fn ping_error(&self, e: sonar_keepalive::PingError) -> Error {
         match e {
-            sonar_keepalive::PingError::ConnectionClosed => self.closed_error(),
+            sonar_keepalive::PingError::ConnectionClosed => self.inner.lock().closed_error(),
             e => Error::Ping(e),
         }
     }
 
     /// Round-trip time statistics of pings.
     pub fn rtt(&self) -> Option<RttStats> {
-        self.shared.rtt()
+        self.inner.lock().rtt()
     }
 
     /// Counters of this connection.
     pub fn stats(&self) -> Stats {
-        self.shared.stats()
+        self.inner.lock().stats()
     }
 }
 
 impl Sink<Message> for WsWriter {
     type Error = Error;
 
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let r = ready!(self.tx.poll_ready(cx));
-        Poll::Ready(r.map_err(|_| self.closed_error()))
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.lock().poll_send_ready(cx)
     }
 
-    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
-        if self.shared.closing.load(Relaxed) {
-            return Err(self.closed_error());
-        }
-        self.tx
-            .start_send(Command::Message(item))
-            .map_err(|_| self.closed_error())
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        let mut cx = Context::from_waker(Waker::noop());
+        self.inner.lock().send(item, &mut cx)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        // Queued messages belong to the connection task, which writes them as fast as the
-        // transport takes them; use `WsWriter::flush` to wait for the transport itself.
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        // Write what the transport takes now; the rest belongs to the connection, which
+        // writes it as fast as the transport takes it (`WsWriter::flush` waits for that).
+        self.inner.lock().drive(Mode::Write, cx);
         Poll::Ready(Ok(()))
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self.close_wait.is_none() {
-            if ready!(self.tx.poll_ready(cx)).is_err() {
-                return Poll::Ready(Ok(()));
-            }
-            let (tx, rx) = oneshot::channel();
-            let frame = CloseFrame::new(CloseCode::NORMAL);
-            if self
-                .tx
-                .start_send(Command::Close(Some(frame), Some(tx)))
-                .is_err()
-            {
-                return Poll::Ready(Ok(()));
-            }
-            self.close_wait = Some(rx);
+        let start = !self.close_started;
+        self.close_started = true;
+        let mut st = self.inner.lock();
+        if start {
+            st.close(Some(CloseFrame::new(CloseCode::NORMAL)), cx);
         }
-        if let Some(rx) = self.close_wait.as_mut() {
-            // Canceled means the connection task finished: that is what we wait for.
-            let _ = ready!(Pin::new(rx).poll(cx));
-        }
-        Poll::Ready(Ok(()))
+        st.poll_closed(cx).map(Ok)
     }
 }
 

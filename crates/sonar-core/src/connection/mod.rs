@@ -391,6 +391,11 @@ impl Connection {
         Outbound { conn: self }
     }
 
+    /// How many bytes are queued to write (what `outbound().remaining()` returns).
+    pub fn outbound_len(&self) -> usize {
+        self.out.remaining()
+    }
+
     /// Whether there are bytes to write.
     pub fn wants_write(&self) -> bool {
         self.out.remaining() > 0

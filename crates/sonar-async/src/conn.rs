@@ -1,0 +1,1064 @@
+//! The state of one connection and the one routine that moves it forward ([`State::drive`]).
+//!
+//! The state (transport, codec, keepalive, the queue of received messages) sits behind one
+//! mutex shared by the application's handles and the keeper task ([`crate::Driver`]).
+//! Whoever needs progress drives it inline: `recv` reads and parses when its queue is empty,
+//! `send` encodes and writes at once, and the keeper drives only when nobody else is
+//! waiting (keepalive deadlines, pings from the peer while the application is busy, the
+//! closing handshake). An echo therefore costs one task wake-up, like a hand-written loop
+//! over the socket, while keepalive still runs whether or not the application polls.
+//!
+//! Wake-ups: the transport and the ping registry are always polled with one waker, the
+//! [`Hub`]. When it fires, it wakes the application tasks waiting in `recv`/`send`/`flush`
+//! (they will drive), and only if there are none, the keeper. A waiting future that is
+//! dropped after it was woken hands its turn back to the keeper (see [`WaitGuard`]).
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_io::{AsyncRead, AsyncWrite};
+use sonar_core::{CloseCode, CloseFrame, Connection, Event, Message};
+use sonar_keepalive::{Input, KeepAlive, Output, PingRegistry, RttStats};
+
+use crate::shared::{CloseStatus, Stats};
+use crate::{Config, Error, Timer};
+
+/// A transport the connection can own: any futures-io stream.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Bytes asked of the transport per read.
+const SCRATCH_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// One zeroed read buffer per thread, shared by every connection driven on it. Reads land
+    /// here and only the bytes received are copied into the connection's own buffer: no read
+    /// zeroes memory, and an idle connection holds no read buffer at all.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+/// Rounds of the drive loop per call before yielding to the runtime (fairness).
+const BUDGET: usize = 32;
+/// After a protocol error, how long the application may take to answer the messages that
+/// arrived before it, before the failing Close goes out anyway.
+const FAIL_GRACE: Duration = Duration::from_secs(1);
+/// Encoded bytes queued above which `send` writes at once even while the application still
+/// has received messages to answer (otherwise it batches them into one write).
+const BATCH_BYTES: usize = 16 * 1024;
+
+/// The codec configuration the connection runs with: the application's, with the failing
+/// Close deferred until the application has answered the messages before the error.
+pub(crate) fn codec_config(config: &Config) -> sonar_core::Config {
+    config.codec.clone().with_defer_fail_close(true)
+}
+
+/// How a connection ended.
+pub(crate) enum Outcome {
+    Closed(CloseStatus),
+    Failed(Error, Option<CloseStatus>),
+}
+
+/// The wakers waiting on one connection.
+#[derive(Default)]
+struct Waiters {
+    reader: Option<Waker>,
+    writers: Vec<Waker>,
+    closed: Vec<Waker>,
+    keeper: Option<Waker>,
+    /// The hub handed a wake-up to an application task that has not driven since.
+    handed_off: bool,
+}
+
+/// The waker the transport and the ping registry are polled with (see the module docs).
+#[derive(Default)]
+pub(crate) struct Hub {
+    waiters: Mutex<Waiters>,
+}
+
+impl Wake for Hub {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut wake = Vec::new();
+        if let Ok(mut w) = self.waiters.lock() {
+            if let Some(r) = w.reader.take() {
+                wake.push(r);
+            }
+            wake.append(&mut w.writers);
+            if wake.is_empty() {
+                wake.extend(w.keeper.clone());
+            } else {
+                w.handed_off = true;
+            }
+        }
+        for w in wake {
+            w.wake();
+        }
+    }
+}
+
+impl Hub {
+    fn lock(&self) -> Option<std::sync::MutexGuard<'_, Waiters>> {
+        self.waiters.lock().ok()
+    }
+
+    pub(crate) fn set_keeper(&self, waker: &Waker) {
+        if let Some(mut w) = self.lock() {
+            match &w.keeper {
+                Some(k) if k.will_wake(waker) => {}
+                _ => w.keeper = Some(waker.clone()),
+            }
+        }
+    }
+
+    pub(crate) fn wake_keeper(&self) {
+        let keeper = self.lock().and_then(|w| w.keeper.clone());
+        if let Some(k) = keeper {
+            k.wake();
+        }
+    }
+
+    fn register(slot: &mut Option<Waker>, waker: &Waker) {
+        match slot {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+    }
+
+    fn register_reader(&self, waker: &Waker) {
+        if let Some(mut w) = self.lock() {
+            Self::register(&mut w.reader, waker);
+        }
+    }
+
+    fn register_writer(&self, waker: &Waker) {
+        if let Some(mut w) = self.lock()
+            && !w.writers.iter().any(|x| x.will_wake(waker))
+        {
+            w.writers.push(waker.clone());
+        }
+    }
+
+    fn register_closed(&self, waker: &Waker) {
+        if let Some(mut w) = self.lock()
+            && !w.closed.iter().any(|x| x.will_wake(waker))
+        {
+            w.closed.push(waker.clone());
+        }
+    }
+
+    /// A waiting future was dropped: if the hub handed it a wake-up it will never act on,
+    /// the keeper takes over.
+    pub(crate) fn abandon(&self) {
+        let keeper = match self.lock() {
+            Some(mut w) if w.handed_off => {
+                w.handed_off = false;
+                w.keeper.clone()
+            }
+            _ => None,
+        };
+        if let Some(k) = keeper {
+            k.wake();
+        }
+    }
+
+    fn driven(&self) {
+        if let Some(mut w) = self.lock() {
+            w.handed_off = false;
+        }
+    }
+}
+
+/// Clears a waiting future's claim on the hub when it is dropped unfinished (`select!`).
+pub(crate) struct WaitGuard<'a> {
+    hub: &'a Hub,
+    pub(crate) waiting: bool,
+}
+
+impl<'a> WaitGuard<'a> {
+    pub(crate) fn new(hub: &'a Hub) -> Self {
+        WaitGuard {
+            hub,
+            waiting: false,
+        }
+    }
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.hub.abandon();
+        }
+    }
+}
+
+/// What one call of [`State::drive`] should do about writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Read, process and write everything (the keeper, `recv` with an empty queue).
+    Full,
+    /// Only write (after `send`): reading is left to whoever waits for messages.
+    Write,
+}
+
+/// The connection shared by the handles and the keeper.
+pub(crate) struct Inner {
+    pub(crate) hub: Arc<Hub>,
+    state: Mutex<State>,
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while driving leaves a consistent-enough state: every field is updated
+        // before anything that can panic, and the codec itself never panics on input.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Everything a connection needs, handed over by the handshake.
+pub(crate) struct Parts {
+    pub(crate) io: Box<dyn Io>,
+    pub(crate) conn: Connection,
+    pub(crate) leftover: BytesMut,
+    pub(crate) config: Config,
+    pub(crate) timer: Arc<dyn Timer>,
+    pub(crate) registry: PingRegistry,
+    pub(crate) salt: u32,
+}
+
+/// The state of one connection (see the module docs).
+pub(crate) struct State {
+    io: Option<Box<dyn Io>>,
+    io_waker: Waker,
+    hub: Arc<Hub>,
+    conn: Connection,
+    ka: KeepAlive,
+    registry: PingRegistry,
+    pings_open: bool,
+    timer: Arc<dyn Timer>,
+    origin: Instant,
+    read_buf: BytesMut,
+    input_dirty: bool,
+    read_eof: bool,
+    inbox: VecDeque<Message>,
+    read_queue: usize,
+    /// The inbox is full: reading stopped until the application takes a message.
+    read_paused: bool,
+    /// No more messages will be queued (after an error or the end of the connection).
+    inbox_ended: bool,
+    error_returned: bool,
+    reader_alive: bool,
+    reader_done: bool,
+    pub(crate) writers: usize,
+    /// Messages queued since the outbound queue was last empty (bounded by `write_queue`).
+    queued: usize,
+    write_queue: usize,
+    write_buffer: usize,
+    /// `send` left bytes for a later write and woke the keeper to make sure one happens.
+    deferred: bool,
+    needs_flush: bool,
+    output_pending: bool,
+    stats: Stats,
+    error: Option<Error>,
+    early_error: Option<Error>,
+    outcome: Option<Outcome>,
+    peer_close: Option<Option<CloseFrame>>,
+    we_closed_first: bool,
+    closing: bool,
+    shutting_down: bool,
+    abort: bool,
+    done: bool,
+    /// A protocol error stopped input; its Close waits for the application (or FAIL_GRACE).
+    fail_deadline: Option<Duration>,
+    /// The deadline the keeper sleeps until.
+    pub(crate) keeper_deadline: Option<Duration>,
+    /// The latest deadline whose timer fired (see [`State::now`]).
+    floor: Duration,
+}
+
+impl Inner {
+    pub(crate) fn new(parts: Parts) -> Arc<Inner> {
+        let hub = Arc::new(Hub::default());
+        let origin = parts.timer.now();
+        let mut ka = KeepAlive::new(parts.config.keepalive, parts.salt);
+        ka.handle(Duration::ZERO, Input::Opened);
+        let input_dirty = !parts.leftover.is_empty();
+        if input_dirty {
+            ka.handle(Duration::ZERO, Input::BytesReceived);
+        }
+        // The handshake's read buffer stays only if it holds bytes for the codec.
+        let read_buf = if input_dirty {
+            parts.leftover
+        } else {
+            BytesMut::new()
+        };
+        let state = State {
+            io: Some(parts.io),
+            io_waker: Waker::from(hub.clone()),
+            hub: hub.clone(),
+            conn: parts.conn,
+            ka,
+            registry: parts.registry,
+            pings_open: true,
+            timer: parts.timer,
+            origin,
+            read_buf,
+            input_dirty,
+            read_eof: false,
+            inbox: VecDeque::new(),
+            read_queue: parts.config.read_queue.max(1),
+            read_paused: false,
+            inbox_ended: false,
+            error_returned: false,
+            reader_alive: true,
+            reader_done: false,
+            writers: 1,
+            queued: 0,
+            write_queue: parts.config.write_queue.max(1),
+            write_buffer: parts.config.write_buffer.max(1),
+            deferred: false,
+            needs_flush: false,
+            output_pending: false,
+            stats: Stats::default(),
+            error: None,
+            early_error: None,
+            outcome: None,
+            peer_close: None,
+            we_closed_first: false,
+            closing: false,
+            shutting_down: false,
+            abort: false,
+            done: false,
+            fail_deadline: None,
+            keeper_deadline: None,
+            floor: Duration::ZERO,
+        };
+        Arc::new(Inner {
+            hub,
+            state: Mutex::new(state),
+        })
+    }
+}
+
+impl State {
+    pub(crate) fn now(&self) -> Duration {
+        let now = self.timer.now().saturating_duration_since(self.origin);
+        now.max(self.floor)
+    }
+
+    /// A timer for `deadline` fired: time is at least that far.
+    pub(crate) fn clock_floor(&mut self, deadline: Duration) {
+        self.floor = self.floor.max(deadline);
+    }
+
+    pub(crate) fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    pub(crate) fn timer(&self) -> Arc<dyn Timer> {
+        self.timer.clone()
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing || self.done
+    }
+
+    fn fail(&mut self, error: Error) {
+        if self.error.is_none() {
+            tracing::debug!(%error, "websocket connection failed");
+            self.error = Some(error);
+        }
+    }
+
+    fn start_closing(&mut self, now: Duration) {
+        self.closing = true;
+        self.ka.handle(now, Input::CloseStarted);
+    }
+
+    // ---- the application's side -------------------------------------------------------
+
+    /// The next received message, driving the connection if none is queued.
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Message, Error>>> {
+        if let Some(ready) = self.take_message() {
+            return Poll::Ready(ready);
+        }
+        self.drive(Mode::Full, cx);
+        if let Some(ready) = self.take_message() {
+            return Poll::Ready(ready);
+        }
+        self.hub.register_reader(cx.waker());
+        Poll::Pending
+    }
+
+    /// The next queued message, or the end of the messages.
+    fn take_message(&mut self) -> Option<Option<Result<Message, Error>>> {
+        if let Some(m) = self.inbox.pop_front() {
+            self.stats.messages_in += 1;
+            if self.read_paused && self.inbox.len() < self.read_queue {
+                self.read_paused = false;
+                let now = self.now();
+                self.ka.handle(now, Input::ReadResumed);
+                // Reading goes on at once, whether or not the application comes back soon.
+                self.hub.wake_keeper();
+            }
+            return Some(Some(Ok(m)));
+        }
+        if self.inbox_ended || self.done {
+            return Some(self.end_of_messages());
+        }
+        None
+    }
+
+    fn end_of_messages(&mut self) -> Option<Result<Message, Error>> {
+        self.mark_reader_done();
+        if self.error_returned {
+            return None;
+        }
+        self.error_returned = true;
+        self.error_now().map(Err)
+    }
+
+    /// The application read to the end (or dropped its reader): a failing connection need
+    /// not wait for more answers.
+    pub(crate) fn mark_reader_done(&mut self) {
+        if !self.reader_done {
+            self.reader_done = true;
+            self.hub.wake_keeper();
+        }
+    }
+
+    pub(crate) fn reader_dropped(&mut self) {
+        self.reader_alive = false;
+        self.mark_reader_done();
+        self.handles_gone();
+    }
+
+    pub(crate) fn writer_dropped(&mut self) {
+        self.writers = self.writers.saturating_sub(1);
+        self.handles_gone();
+    }
+
+    /// Every handle is gone: nobody can read or send again, so close normally.
+    fn handles_gone(&mut self) {
+        if self.reader_alive || self.writers > 0 || self.closing || self.done {
+            return;
+        }
+        let frame = CloseFrame::new(CloseCode::NORMAL);
+        if self.conn.close(Some(frame)).is_ok() {
+            self.we_closed_first = self.peer_close.is_none();
+            let now = self.now();
+            self.start_closing(now);
+        }
+        self.hub.wake_keeper();
+    }
+
+    fn queue_full(&self) -> bool {
+        self.conn.outbound_len() >= self.write_buffer || self.queued >= self.write_queue
+    }
+
+    /// Ready when `send` may queue a message.
+    pub(crate) fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.is_closing() {
+            return Poll::Ready(Err(self.closed_error()));
+        }
+        if !self.queue_full() {
+            return Poll::Ready(Ok(()));
+        }
+        self.drive(Mode::Write, cx);
+        if self.is_closing() {
+            return Poll::Ready(Err(self.closed_error()));
+        }
+        if !self.queue_full() {
+            return Poll::Ready(Ok(()));
+        }
+        self.hub.register_writer(cx.waker());
+        Poll::Pending
+    }
+
+    /// Queues a message and writes it, or leaves it for one write with the answers to the
+    /// messages the application has yet to take.
+    pub(crate) fn send(&mut self, message: Message, cx: &mut Context<'_>) -> Result<(), Error> {
+        if self.is_closing() {
+            return Err(self.closed_error());
+        }
+        self.conn.send(message).map_err(Error::Send)?;
+        self.stats.messages_out += 1;
+        self.queued += 1;
+        self.after_queue(cx);
+        Ok(())
+    }
+
+    /// Queues an unsolicited pong.
+    pub(crate) fn pong(&mut self, payload: Bytes, cx: &mut Context<'_>) -> Result<(), Error> {
+        if self.done {
+            return Err(self.closed_error());
+        }
+        self.conn.pong(payload).map_err(Error::Send)?;
+        self.after_queue(cx);
+        Ok(())
+    }
+
+    fn after_queue(&mut self, cx: &mut Context<'_>) {
+        if self.inbox.is_empty() || self.conn.outbound_len() >= BATCH_BYTES {
+            self.drive(Mode::Write, cx);
+        } else if !self.deferred {
+            // More messages are waiting for the application: their answers go out in one
+            // write, by the next `recv` that finds the queue empty, or by the keeper.
+            self.deferred = true;
+            self.hub.wake_keeper();
+        }
+    }
+
+    /// Starts the closing handshake (`None` for a Close without a code).
+    pub(crate) fn close(&mut self, frame: Option<CloseFrame>, cx: &mut Context<'_>) {
+        if self.done {
+            return;
+        }
+        match self.conn.close(frame) {
+            Ok(()) => {
+                self.we_closed_first = self.peer_close.is_none();
+                let now = self.now();
+                self.start_closing(now);
+            }
+            Err(e) => tracing::debug!(error = %e, "close refused"),
+        }
+        self.drive(Mode::Full, cx);
+        // The keeper sees the handshake through (and re-arms for the close timeout).
+        self.hub.wake_keeper();
+    }
+
+    /// Ready once everything queued so far is written and flushed.
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.done {
+            return if self.conn.wants_write() {
+                Poll::Ready(Err(self.closed_error()))
+            } else {
+                Poll::Ready(Ok(()))
+            };
+        }
+        self.drive(Mode::Write, cx);
+        if !self.conn.wants_write() && !self.needs_flush {
+            return Poll::Ready(Ok(()));
+        }
+        if self.done {
+            return Poll::Ready(Err(self.closed_error()));
+        }
+        self.hub.register_writer(cx.waker());
+        Poll::Pending
+    }
+
+    /// Ready once the connection has finished.
+    pub(crate) fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done {
+            return Poll::Ready(());
+        }
+        self.hub.register_closed(cx.waker());
+        Poll::Pending
+    }
+
+    pub(crate) fn closed_error(&self) -> Error {
+        self.error_now().unwrap_or(Error::ConnectionClosed)
+    }
+
+    /// The error that ended the connection (or ended its input), if any.
+    pub(crate) fn error_now(&self) -> Option<Error> {
+        if let Some(e) = &self.early_error {
+            return Some(e.clone());
+        }
+        match self.outcome.as_ref()? {
+            Outcome::Failed(e, _) => Some(e.clone()),
+            Outcome::Closed(_) => None,
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        Stats {
+            rtt: self.rtt(),
+            ..self.stats
+        }
+    }
+
+    pub(crate) fn rtt(&self) -> Option<RttStats> {
+        self.ka.rtt()
+    }
+
+    pub(crate) fn close_status(&self) -> Option<CloseStatus> {
+        match self.outcome.as_ref()? {
+            Outcome::Closed(s) => Some(s.clone()),
+            Outcome::Failed(_, s) => s.clone(),
+        }
+    }
+
+    /// The keeper was dropped: the transport is closed at once.
+    pub(crate) fn abort_now(&mut self) {
+        if !self.done {
+            self.io = None;
+            self.fail(Error::ConnectionClosed);
+            self.finish();
+            self.notify();
+        }
+    }
+
+    pub(crate) fn result(&self) -> Result<(), Error> {
+        match self.error_now() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    // ---- driving ----------------------------------------------------------------------
+
+    /// Moves the connection forward: parses buffered input, acts on keepalive and deadlines,
+    /// queues messages for the application, reads while it keeps up (`Mode::Full`), writes,
+    /// and closes the transport when the connection is over. Wakes the waiters whose
+    /// condition changed.
+    pub(crate) fn drive(&mut self, mode: Mode, caller: &mut Context<'_>) {
+        if self.done {
+            return;
+        }
+        if mode == Mode::Full {
+            self.deferred = false;
+            self.hub.driven();
+        }
+        let waker = self.io_waker.clone();
+        let mut cx = Context::from_waker(&waker);
+        let now = self.now();
+        if mode == Mode::Full {
+            self.pump_pings(&mut cx, now);
+        }
+        let mut exhausted = true;
+        for _ in 0..BUDGET {
+            let mut progress = false;
+            if mode == Mode::Full {
+                progress |= self.process_input(now);
+                progress |= self.timeouts(now);
+                progress |= self.pump_keepalive(now);
+                progress |= self.pump_events(now);
+                progress |= self.read(&mut cx, now);
+                progress |= self.commit_failure(now);
+            }
+            progress |= self.write(&mut cx, now);
+            // After the peer's EOF nothing more can arrive: once what we owe it is written
+            // (and the application has taken every message), the connection is over.
+            let drained = self.read_eof && !self.read_paused && !self.input_dirty;
+            let over = mode == Mode::Full && (self.shutting_down || drained);
+            if self.abort || (over && !self.conn.wants_write()) {
+                tracing::trace!(
+                    abort = self.abort,
+                    close_transport = self.shutting_down,
+                    read_eof = self.read_eof,
+                    "connection shutting down"
+                );
+                if self.poll_shutdown(&mut cx) {
+                    exhausted = false;
+                    break;
+                }
+                if mode == Mode::Write {
+                    self.hub.wake_keeper();
+                }
+                exhausted = false;
+                break;
+            }
+            if !progress {
+                exhausted = false;
+                break;
+            }
+        }
+        if exhausted {
+            // Out of budget with work left: let other tasks run, then continue.
+            caller.waker().wake_by_ref();
+            self.hub.wake_keeper();
+        }
+        self.notify();
+    }
+
+    /// Wakes the waiters whose condition now holds, and the keeper if its deadline moved
+    /// earlier.
+    fn notify(&mut self) {
+        let mut wake: Vec<Waker> = Vec::new();
+        let deadline = self.next_deadline();
+        if let Some(mut w) = self.hub.lock() {
+            if self.done {
+                wake.extend(w.reader.take());
+                wake.append(&mut w.writers);
+                wake.append(&mut w.closed);
+            } else {
+                if !self.inbox.is_empty() || self.inbox_ended {
+                    wake.extend(w.reader.take());
+                }
+                if !w.writers.is_empty() && !self.queue_full() {
+                    wake.append(&mut w.writers);
+                }
+            }
+            if let Some(d) = deadline
+                && self.keeper_deadline.is_none_or(|k| d < k)
+            {
+                wake.extend(w.keeper.clone());
+            }
+        }
+        for w in wake {
+            w.wake();
+        }
+    }
+
+    /// The earliest deadline of the codec (close timeout), keepalive and a deferred failure.
+    pub(crate) fn next_deadline(&self) -> Option<Duration> {
+        let fail = self.fail_deadline.filter(|_| self.conn.failure_pending());
+        [self.conn.poll_timeout(), self.ka.next_deadline(), fail]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn timeouts(&mut self, now: Duration) -> bool {
+        match self.conn.poll_timeout() {
+            Some(t) if t <= now => {
+                self.conn.handle_timeout(now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Feeds buffered input to the codec (the handshake's leftover bytes first of all).
+    fn process_input(&mut self, now: Duration) -> bool {
+        if !self.input_dirty || self.read_paused {
+            return false;
+        }
+        if let Err(e) = self.conn.handle_read(&mut self.read_buf) {
+            tracing::debug!(error = %e, "protocol error from peer");
+            let error = Error::Protocol(e);
+            self.fail(error.clone());
+            if self.conn.failure_pending() && self.fail_deadline.is_none() {
+                // The application sees the error after the messages that preceded it, and
+                // may answer them before the failing Close goes out.
+                self.early_error.get_or_insert(error);
+                self.fail_deadline = Some(now.saturating_add(FAIL_GRACE));
+            }
+        }
+        // The codec stopped in front of a Ping because the previous pong is still owed:
+        // write it (later in this round), then parse on. If the transport takes nothing, the
+        // next call coalesces the pongs instead (bounded), so this never spins.
+        self.input_dirty = self.conn.has_pending_input();
+        true
+    }
+
+    /// Takes user ping requests and hands them to keepalive and the codec.
+    fn pump_pings(&mut self, cx: &mut Context<'_>, now: Duration) -> bool {
+        let mut progress = false;
+        while self.pings_open {
+            match self.registry.poll_request(cx) {
+                Poll::Ready(Some(req)) => {
+                    progress = true;
+                    let result = match self.ka.user_ping(now, req.payload()) {
+                        Ok((id, payload)) => match self.send_ping(payload.as_ref()) {
+                            Ok(()) => Ok(id),
+                            Err(_) => {
+                                // Free the user slot the refused ping would hold.
+                                self.ka.cancel_ping(id);
+                                Err(sonar_keepalive::PingError::NotOpen)
+                            }
+                        },
+                        Err(e) => Err(e),
+                    };
+                    self.registry.bind(req, result);
+                }
+                Poll::Ready(None) => {
+                    self.pings_open = false;
+                    progress = true;
+                }
+                Poll::Pending => break,
+            }
+        }
+        progress
+    }
+
+    fn send_ping(&mut self, payload: &[u8]) -> Result<(), sonar_core::SendError> {
+        self.conn.ping(Bytes::copy_from_slice(payload))?;
+        self.stats.pings_sent += 1;
+        Ok(())
+    }
+
+    /// Acts on what keepalive asks for.
+    fn pump_keepalive(&mut self, now: Duration) -> bool {
+        let mut progress = false;
+        while let Some(out) = self.ka.poll(now) {
+            progress = true;
+            match out {
+                Output::SendPing { payload, .. } => {
+                    let _ = self.send_ping(payload.as_ref());
+                }
+                Output::SendPong { payload } => {
+                    let _ = self.conn.pong(Bytes::copy_from_slice(payload.as_ref()));
+                }
+                Output::Dead(reason) => {
+                    tracing::info!(%reason, "keepalive: peer declared dead");
+                    // Best effort (K-16): queue Close 1011, write it if the transport takes it
+                    // at once, and close the transport without waiting for the peer.
+                    let code = CloseCode::new(reason.close_code()).unwrap_or(CloseCode::INTERNAL);
+                    let frame = CloseFrame::with_reason(code, reason.close_reason());
+                    let _ = self.conn.close(Some(frame));
+                    self.start_closing(now);
+                    self.fail(Error::Keepalive(reason));
+                    self.abort = true;
+                }
+                Output::Rtt(_) => self.stats.pongs_matched += 1,
+                Output::PingAcked { id, latency } => self.registry.complete(id, latency),
+                Output::PingFailed { id } => self.registry.fail(id),
+                Output::UnmatchedPong => self.stats.pongs_unmatched += 1,
+                _ => {}
+            }
+        }
+        progress
+    }
+
+    /// Moves the codec's events to the application's queue and to keepalive.
+    fn pump_events(&mut self, now: Duration) -> bool {
+        let mut progress = false;
+        while !self.read_paused {
+            let Some(ev) = self.conn.poll_event() else {
+                break;
+            };
+            progress = true;
+            match ev {
+                Event::Message(m) if self.reader_alive => {
+                    self.inbox.push_back(m);
+                    if self.inbox.len() >= self.read_queue {
+                        self.read_paused = true;
+                        self.ka.handle(now, Input::ReadPaused);
+                    }
+                }
+                Event::Ping(_) => {
+                    self.stats.pings_received += 1;
+                    // Feeds the optional ping-flood guard (K-22).
+                    self.ka.handle(now, Input::PingReceived);
+                }
+                Event::Pong(p) => self.ka.handle(now, Input::PongReceived(&p)),
+                Event::PingSent(p) => self.ka.handle(now, Input::PingWrittenPayload(&p)),
+                Event::CloseReceived(frame) => {
+                    tracing::debug!(?frame, "close received");
+                    if self.peer_close.is_none() {
+                        self.peer_close = Some(frame);
+                    }
+                    self.start_closing(now);
+                }
+                Event::CloseTransport => self.shutting_down = true,
+                _ => {}
+            }
+        }
+        if self.fail_deadline.is_some() && !self.read_paused && !self.inbox_ended {
+            // Every message before the error is queued: end the messages with the error.
+            self.inbox_ended = true;
+            progress = true;
+        }
+        progress
+    }
+
+    /// Sends the failing Close once the application has answered what preceded the error:
+    /// it read to the end or dropped its reader (every answer it sent before is queued,
+    /// since `send` queues synchronously), or the grace passed.
+    fn commit_failure(&mut self, now: Duration) -> bool {
+        let Some(deadline) = self.fail_deadline else {
+            return false;
+        };
+        if !self.conn.failure_pending() {
+            return false;
+        }
+        if self.reader_done || now >= deadline {
+            self.conn.commit_failure();
+            self.start_closing(now);
+            return true;
+        }
+        false
+    }
+
+    /// Reads from the transport while the application keeps up.
+    fn read(&mut self, cx: &mut Context<'_>, now: Duration) -> bool {
+        if self.read_eof
+            || self.read_paused
+            || self.input_dirty
+            || self.shutting_down
+            || self.fail_deadline.is_some()
+        {
+            return false;
+        }
+        let Some(io) = self.io.as_mut() else {
+            return false;
+        };
+        if self.read_buf.is_empty() && self.read_buf.capacity() > SCRATCH_SIZE {
+            // A large message has been taken: do not keep its buffer on an idle connection.
+            self.read_buf = BytesMut::new();
+        }
+        let read_buf = &mut self.read_buf;
+        let mut read_into = |scratch: &mut Vec<u8>| {
+            if scratch.len() < SCRATCH_SIZE {
+                scratch.resize(SCRATCH_SIZE, 0);
+            }
+            let result = Pin::new(&mut *io).poll_read(cx, &mut scratch[..]);
+            if let Poll::Ready(Ok(n)) = result {
+                read_buf.extend_from_slice(scratch.get(..n).unwrap_or_default());
+            }
+            result
+        };
+        let result = SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => read_into(&mut scratch),
+            // Only if a transport re-entered another connection on this thread.
+            Err(_) => read_into(&mut Vec::new()),
+        });
+        match result {
+            Poll::Ready(Ok(0)) => {
+                self.read_eof = true;
+                self.conn.handle_eof();
+                true
+            }
+            Poll::Ready(Ok(n)) => {
+                self.stats.bytes_in += n as u64;
+                self.ka.handle(now, Input::BytesReceived);
+                self.input_dirty = true;
+                true
+            }
+            Poll::Ready(Err(e)) => {
+                self.read_eof = true;
+                self.fail(e.into());
+                self.conn.handle_eof();
+                true
+            }
+            Poll::Pending => false,
+        }
+    }
+
+    /// Writes what the codec queued, vectored, then flushes.
+    fn write(&mut self, cx: &mut Context<'_>, now: Duration) -> bool {
+        let mut progress = false;
+        let Some(io) = self.io.as_mut() else {
+            return false;
+        };
+        let mut pending = false;
+        while self.conn.wants_write() {
+            let mut out = self.conn.outbound();
+            let mut slices = [IoSlice::new(&[]); 64];
+            let n = out.chunks_vectored(&mut slices);
+            match Pin::new(&mut *io).poll_write_vectored(cx, slices.get(..n).unwrap_or_default()) {
+                Poll::Ready(Ok(0)) => {
+                    self.fail(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+                    self.abort = true;
+                    return true;
+                }
+                Poll::Ready(Ok(k)) => {
+                    out.advance(k);
+                    self.stats.bytes_out += k as u64;
+                    self.ka.handle(now, Input::WriteProgress);
+                    self.needs_flush = true;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    self.fail(e.into());
+                    self.abort = true;
+                    return true;
+                }
+                Poll::Pending => {
+                    pending = true;
+                    break;
+                }
+            }
+        }
+        if !self.conn.wants_write() {
+            self.queued = 0;
+        }
+        if pending != self.output_pending {
+            self.output_pending = pending;
+            self.ka.handle(now, Input::OutputPending(pending));
+        }
+        if !pending && self.needs_flush {
+            match Pin::new(&mut *io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.needs_flush = false;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    self.fail(e.into());
+                    self.abort = true;
+                    return true;
+                }
+                Poll::Pending => {}
+            }
+        }
+        progress
+    }
+
+    /// Closes the transport and publishes the outcome. Returns true once it is done.
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.abort
+            && let Some(io) = self.io.as_mut()
+            && Pin::new(io).poll_close(cx).is_pending()
+        {
+            return false;
+        }
+        self.io = None;
+        self.finish();
+        true
+    }
+
+    fn finish(&mut self) {
+        let now = self.now();
+        self.ka.handle(now, Input::Closed);
+        while let Some(out) = self.ka.poll(now) {
+            if let Output::PingFailed { id } = out {
+                self.registry.fail(id);
+            }
+        }
+        self.registry.close();
+        let status = self.close_status_now();
+        let outcome = match self.error.take() {
+            Some(e) => Outcome::Failed(e, status),
+            None => match status {
+                Some(s) => Outcome::Closed(s),
+                None => Outcome::Failed(Error::ConnectionClosed, None),
+            },
+        };
+        if let Outcome::Closed(s) = &outcome {
+            tracing::debug!(code = s.code.as_u16(), reason = %s.reason, by_peer = s.by_peer, "websocket closed");
+        }
+        if self.outcome.is_none() {
+            self.outcome = Some(outcome);
+        }
+        self.closing = true;
+        self.inbox_ended = true;
+        self.read_buf = BytesMut::new();
+        self.done = true;
+    }
+
+    fn close_status_now(&self) -> Option<CloseStatus> {
+        let by_peer = !self.we_closed_first;
+        Some(match &self.peer_close {
+            Some(Some(frame)) => CloseStatus {
+                code: frame.code,
+                reason: frame.reason.to_string(),
+                by_peer,
+            },
+            Some(None) => CloseStatus {
+                code: CloseCode::NO_STATUS_RECEIVED,
+                reason: String::new(),
+                by_peer,
+            },
+            None => CloseStatus {
+                code: CloseCode::ABNORMAL,
+                reason: String::new(),
+                by_peer: false,
+            },
+        })
+    }
+}
