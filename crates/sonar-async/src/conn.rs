@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -71,12 +72,27 @@ struct Waiters {
     keeper: Option<Waker>,
     /// The hub handed a wake-up to an application task that has not driven since.
     handed_off: bool,
+    /// The reader waits in `recv`, whose future hands its turn back if it is dropped
+    /// (see [`WaitGuard`]); a `Stream::poll_next` caller cannot, so the keeper is woken too.
+    reader_guarded: bool,
+    /// Every registered writer waits in a guarded future (`send`, `flush`).
+    writers_guarded: bool,
 }
 
 /// The waker the transport and the ping registry are polled with (see the module docs).
 #[derive(Default)]
 pub(crate) struct Hub {
     waiters: Mutex<Waiters>,
+    /// Some application task is registered in `waiters` (a hint read under the state lock,
+    /// which every registration also holds).
+    waiting: AtomicBool,
+}
+
+impl Waiters {
+    fn update_waiting(&self, flag: &AtomicBool) {
+        let any = self.reader.is_some() || !self.writers.is_empty() || !self.closed.is_empty();
+        flag.store(any, Relaxed);
+    }
 }
 
 impl Wake for Hub {
@@ -87,15 +103,21 @@ impl Wake for Hub {
     fn wake_by_ref(self: &Arc<Self>) {
         let mut wake = Vec::new();
         if let Ok(mut w) = self.waiters.lock() {
+            let mut guarded = true;
             if let Some(r) = w.reader.take() {
                 wake.push(r);
+                guarded &= w.reader_guarded;
             }
-            wake.append(&mut w.writers);
-            if wake.is_empty() {
+            if !w.writers.is_empty() {
+                guarded &= w.writers_guarded;
+                wake.append(&mut w.writers);
+            }
+            if wake.is_empty() || !guarded {
                 wake.extend(w.keeper.clone());
             } else {
                 w.handed_off = true;
             }
+            w.update_waiting(&self.waiting);
         }
         for w in wake {
             w.wake();
@@ -124,6 +146,10 @@ impl Hub {
         }
     }
 
+    fn has_waiters(&self) -> bool {
+        self.waiting.load(Relaxed)
+    }
+
     fn register(slot: &mut Option<Waker>, waker: &Waker) {
         match slot {
             Some(w) if w.will_wake(waker) => {}
@@ -131,17 +157,25 @@ impl Hub {
         }
     }
 
-    fn register_reader(&self, waker: &Waker) {
+    fn register_reader(&self, waker: &Waker, guarded: bool) {
         if let Some(mut w) = self.lock() {
             Self::register(&mut w.reader, waker);
+            w.reader_guarded = guarded;
+            self.waiting.store(true, Relaxed);
         }
     }
 
-    fn register_writer(&self, waker: &Waker) {
-        if let Some(mut w) = self.lock()
-            && !w.writers.iter().any(|x| x.will_wake(waker))
-        {
+    fn register_writer(&self, waker: &Waker, guarded: bool) {
+        if let Some(mut w) = self.lock() {
+            if w.writers.is_empty() {
+                w.writers_guarded = true;
+            }
+            w.writers_guarded &= guarded;
+            if w.writers.iter().any(|x| x.will_wake(waker)) {
+                return;
+            }
             w.writers.push(waker.clone());
+            self.waiting.store(true, Relaxed);
         }
     }
 
@@ -150,21 +184,28 @@ impl Hub {
             && !w.closed.iter().any(|x| x.will_wake(waker))
         {
             w.closed.push(waker.clone());
+            self.waiting.store(true, Relaxed);
         }
     }
 
-    /// A waiting future was dropped: if the hub handed it a wake-up it will never act on,
-    /// the keeper takes over.
-    pub(crate) fn abandon(&self) {
-        let keeper = match self.lock() {
-            Some(mut w) if w.handed_off => {
-                w.handed_off = false;
-                w.keeper.clone()
+    /// A waiting future was dropped unfinished. Its registration is stale: remove it, so
+    /// that the next wake-up of the transport reaches the keeper; if the hub already handed
+    /// it a wake-up it will never act on, the keeper takes over now. Other writers waiting
+    /// are woken to register again (their wakers cannot be told apart from the stale one).
+    pub(crate) fn abandon(&self, kind: Wait) {
+        let mut wake = Vec::new();
+        if let Some(mut w) = self.lock() {
+            match kind {
+                Wait::Reader => w.reader = None,
+                Wait::Writer => wake.append(&mut w.writers),
             }
-            _ => None,
-        };
-        if let Some(k) = keeper {
-            k.wake();
+            if std::mem::take(&mut w.handed_off) {
+                wake.extend(w.keeper.clone());
+            }
+            w.update_waiting(&self.waiting);
+        }
+        for w in wake {
+            w.wake();
         }
     }
 
@@ -175,16 +216,27 @@ impl Hub {
     }
 }
 
+/// What a waiting future waits for.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    /// A message (`recv`).
+    Reader,
+    /// Room in the write queue, or the flush of it (`send`, `flush`).
+    Writer,
+}
+
 /// Clears a waiting future's claim on the hub when it is dropped unfinished (`select!`).
 pub(crate) struct WaitGuard<'a> {
     hub: &'a Hub,
+    kind: Wait,
     pub(crate) waiting: bool,
 }
 
 impl<'a> WaitGuard<'a> {
-    pub(crate) fn new(hub: &'a Hub) -> Self {
+    pub(crate) fn new(hub: &'a Hub, kind: Wait) -> Self {
         WaitGuard {
             hub,
+            kind,
             waiting: false,
         }
     }
@@ -193,7 +245,7 @@ impl<'a> WaitGuard<'a> {
 impl Drop for WaitGuard<'_> {
     fn drop(&mut self) {
         if self.waiting {
-            self.hub.abandon();
+            self.hub.abandon(self.kind);
         }
     }
 }
@@ -280,6 +332,9 @@ pub(crate) struct State {
     pub(crate) keeper_deadline: Option<Duration>,
     /// The latest deadline whose timer fired (see [`State::now`]).
     floor: Duration,
+    /// A deadline may have moved earlier since the keeper last armed its timer (only
+    /// received bytes and write progress leave deadlines where they are, or move them later).
+    deadline_dirty: bool,
 }
 
 impl Inner {
@@ -338,6 +393,7 @@ impl Inner {
             fail_deadline: None,
             keeper_deadline: None,
             floor: Duration::ZERO,
+            deadline_dirty: true,
         };
         Arc::new(Inner {
             hub,
@@ -383,6 +439,7 @@ impl State {
     fn start_closing(&mut self, now: Duration) {
         self.closing = true;
         self.ka.handle(now, Input::CloseStarted);
+        self.deadline_dirty = true;
     }
 
     // ---- the application's side -------------------------------------------------------
@@ -391,6 +448,7 @@ impl State {
     pub(crate) fn poll_recv(
         &mut self,
         cx: &mut Context<'_>,
+        guarded: bool,
     ) -> Poll<Option<Result<Message, Error>>> {
         if let Some(ready) = self.take_message() {
             return Poll::Ready(ready);
@@ -399,7 +457,7 @@ impl State {
         if let Some(ready) = self.take_message() {
             return Poll::Ready(ready);
         }
-        self.hub.register_reader(cx.waker());
+        self.hub.register_reader(cx.waker(), guarded);
         Poll::Pending
     }
 
@@ -411,6 +469,7 @@ impl State {
                 self.read_paused = false;
                 let now = self.now();
                 self.ka.handle(now, Input::ReadResumed);
+                self.deadline_dirty = true;
                 // Reading goes on at once, whether or not the application comes back soon.
                 self.hub.wake_keeper();
             }
@@ -470,7 +529,11 @@ impl State {
     }
 
     /// Ready when `send` may queue a message.
-    pub(crate) fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    pub(crate) fn poll_send_ready(
+        &mut self,
+        cx: &mut Context<'_>,
+        guarded: bool,
+    ) -> Poll<Result<(), Error>> {
         if self.is_closing() {
             return Poll::Ready(Err(self.closed_error()));
         }
@@ -484,7 +547,7 @@ impl State {
         if !self.queue_full() {
             return Poll::Ready(Ok(()));
         }
-        self.hub.register_writer(cx.waker());
+        self.hub.register_writer(cx.waker(), guarded);
         Poll::Pending
     }
 
@@ -541,7 +604,11 @@ impl State {
     }
 
     /// Ready once everything queued so far is written and flushed.
-    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    pub(crate) fn poll_flush(
+        &mut self,
+        cx: &mut Context<'_>,
+        guarded: bool,
+    ) -> Poll<Result<(), Error>> {
         if self.done {
             return if self.conn.wants_write() {
                 Poll::Ready(Err(self.closed_error()))
@@ -556,7 +623,7 @@ impl State {
         if self.done {
             return Poll::Ready(Err(self.closed_error()));
         }
-        self.hub.register_writer(cx.waker());
+        self.hub.register_writer(cx.waker(), guarded);
         Poll::Pending
     }
 
@@ -633,7 +700,7 @@ impl State {
             self.deferred = false;
             self.hub.driven();
         }
-        let waker = self.io_waker.clone();
+        let waker = std::mem::replace(&mut self.io_waker, Waker::noop().clone());
         let mut cx = Context::from_waker(&waker);
         let now = self.now();
         if mode == Mode::Full {
@@ -677,6 +744,7 @@ impl State {
                 break;
             }
         }
+        self.io_waker = waker;
         if exhausted {
             // Out of budget with work left: let other tasks run, then continue.
             caller.waker().wake_by_ref();
@@ -688,8 +756,16 @@ impl State {
     /// Wakes the waiters whose condition now holds, and the keeper if its deadline moved
     /// earlier.
     fn notify(&mut self) {
+        let deadline = if std::mem::take(&mut self.deadline_dirty) {
+            self.next_deadline()
+                .filter(|d| self.keeper_deadline.is_none_or(|k| *d < k))
+        } else {
+            None
+        };
+        if !self.done && deadline.is_none() && !self.hub.has_waiters() {
+            return;
+        }
         let mut wake: Vec<Waker> = Vec::new();
-        let deadline = self.next_deadline();
         if let Some(mut w) = self.hub.lock() {
             if self.done {
                 wake.extend(w.reader.take());
@@ -703,11 +779,10 @@ impl State {
                     wake.append(&mut w.writers);
                 }
             }
-            if let Some(d) = deadline
-                && self.keeper_deadline.is_none_or(|k| d < k)
-            {
+            if deadline.is_some() {
                 wake.extend(w.keeper.clone());
             }
+            w.update_waiting(&self.hub.waiting);
         }
         for w in wake {
             w.wake();
@@ -727,6 +802,7 @@ impl State {
         match self.conn.poll_timeout() {
             Some(t) if t <= now => {
                 self.conn.handle_timeout(now);
+                self.deadline_dirty = true;
                 true
             }
             _ => false,
@@ -747,6 +823,7 @@ impl State {
                 // may answer them before the failing Close goes out.
                 self.early_error.get_or_insert(error);
                 self.fail_deadline = Some(now.saturating_add(FAIL_GRACE));
+                self.deadline_dirty = true;
             }
         }
         // The codec stopped in front of a Ping because the previous pong is still owed:
@@ -775,6 +852,7 @@ impl State {
                         Err(e) => Err(e),
                     };
                     self.registry.bind(req, result);
+                    self.deadline_dirty = true;
                 }
                 Poll::Ready(None) => {
                     self.pings_open = false;
@@ -797,6 +875,7 @@ impl State {
         let mut progress = false;
         while let Some(out) = self.ka.poll(now) {
             progress = true;
+            self.deadline_dirty = true;
             match out {
                 Output::SendPing { payload, .. } => {
                     let _ = self.send_ping(payload.as_ref());
@@ -839,15 +918,23 @@ impl State {
                     if self.inbox.len() >= self.read_queue {
                         self.read_paused = true;
                         self.ka.handle(now, Input::ReadPaused);
+                        self.deadline_dirty = true;
                     }
                 }
                 Event::Ping(_) => {
                     self.stats.pings_received += 1;
                     // Feeds the optional ping-flood guard (K-22).
                     self.ka.handle(now, Input::PingReceived);
+                    self.deadline_dirty = true;
                 }
-                Event::Pong(p) => self.ka.handle(now, Input::PongReceived(&p)),
-                Event::PingSent(p) => self.ka.handle(now, Input::PingWrittenPayload(&p)),
+                Event::Pong(p) => {
+                    self.ka.handle(now, Input::PongReceived(&p));
+                    self.deadline_dirty = true;
+                }
+                Event::PingSent(p) => {
+                    self.ka.handle(now, Input::PingWrittenPayload(&p));
+                    self.deadline_dirty = true;
+                }
                 Event::CloseReceived(frame) => {
                     tracing::debug!(?frame, "close received");
                     if self.peer_close.is_none() {
@@ -981,6 +1068,7 @@ impl State {
         if pending != self.output_pending {
             self.output_pending = pending;
             self.ka.handle(now, Input::OutputPending(pending));
+            self.deadline_dirty = true;
         }
         if !pending && self.needs_flush {
             match Pin::new(&mut *io).poll_flush(cx) {

@@ -13,7 +13,7 @@ use sonar_core::{CloseCode, CloseFrame, Message};
 use sonar_keepalive::{Pinger, RttStats};
 
 use crate::Error;
-use crate::conn::{Inner, Mode, WaitGuard};
+use crate::conn::{Inner, Mode, Wait, WaitGuard};
 use crate::shared::{CloseStatus, Stats};
 
 /// One WebSocket connection, as the application sees it.
@@ -170,9 +170,9 @@ impl WsReader {
     /// Receives the next message (see [`WebSocket::recv`]).
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
         let inner = &self.inner;
-        let mut guard = WaitGuard::new(&inner.hub);
+        let mut guard = WaitGuard::new(&inner.hub, Wait::Reader);
         poll_fn(|cx| {
-            let r = inner.lock().poll_recv(cx);
+            let r = inner.lock().poll_recv(cx, true);
             guard.waiting = r.is_pending();
             r
         })
@@ -189,7 +189,7 @@ impl Stream for WsReader {
     type Item = Result<Message, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.lock().poll_recv(cx)
+        self.inner.lock().poll_recv(cx, false)
     }
 }
 
@@ -205,10 +205,10 @@ impl WsWriter {
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         let mut message = Some(message.into());
         let inner = &self.inner;
-        let mut guard = WaitGuard::new(&inner.hub);
+        let mut guard = WaitGuard::new(&inner.hub, Wait::Writer);
         poll_fn(|cx| {
             let mut st = inner.lock();
-            match st.poll_send_ready(cx) {
+            match st.poll_send_ready(cx, true) {
                 Poll::Pending => {
                     guard.waiting = true;
                     Poll::Pending
@@ -277,9 +277,9 @@ impl WsWriter {
     /// Waits until everything queued so far is written and flushed.
     pub async fn flush(&mut self) -> Result<(), Error> {
         let inner = &self.inner;
-        let mut guard = WaitGuard::new(&inner.hub);
+        let mut guard = WaitGuard::new(&inner.hub, Wait::Writer);
         poll_fn(|cx| {
-            let r = inner.lock().poll_flush(cx);
+            let r = inner.lock().poll_flush(cx, true);
             guard.waiting = r.is_pending();
             r
         })
@@ -321,7 +321,7 @@ impl Sink<Message> for WsWriter {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.inner.lock().poll_send_ready(cx)
+        self.inner.lock().poll_send_ready(cx, false)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {

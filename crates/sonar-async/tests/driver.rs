@@ -195,6 +195,38 @@ async fn pings_are_answered_while_the_application_only_writes() {
     }
 }
 
+// `recv` and `next()` drive the connection inline. One cancelled by a `select!` (here a
+// timeout) must not keep the transport's wake-ups for itself: the peer's pings are answered
+// at once by the driver while the application neither reads nor writes.
+#[tokio::test(start_paused = true)]
+async fn pings_are_answered_after_a_cancelled_recv() {
+    use futures_util::StreamExt;
+    let (mut ws, mut peer) = client_with_raw_server(Config::default(), &[]).await;
+    for i in 0..4u8 {
+        let cancelled = if i % 2 == 0 {
+            timeout(Duration::from_millis(50), ws.recv()).await.is_err()
+        } else {
+            timeout(Duration::from_millis(50), ws.next()).await.is_err()
+        };
+        assert!(cancelled, "nothing to receive yet");
+        peer.write_all(&FrameBuilder::ping(&[7, i]).build())
+            .await
+            .unwrap();
+        // Far below the keepalive interval (20 s): only an I/O wake-up can answer in time.
+        let (b0, payload) = timeout(Duration::from_secs(1), read_frame(&mut peer))
+            .await
+            .expect("the ping is answered while nobody reads");
+        assert_eq!(b0, 0x8a);
+        assert_eq!(payload, [7, i]);
+    }
+    // The messages are still there for the next reader.
+    peer.write_all(&FrameBuilder::text(b"after").build())
+        .await
+        .unwrap();
+    let m = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(m, Message::text("after"));
+}
+
 // A peer that stops answering pings is declared dead within ping interval + pong timeout,
 // gets a best-effort Close 1011, and the application sees a timeout error.
 #[tokio::test(start_paused = true)]
