@@ -42,6 +42,8 @@ thread_local! {
     /// zeroes memory, and an idle connection holds no read buffer at all.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
+/// Queued bytes up to which a write of several frames is copied into one buffer.
+const COALESCE_BYTES: usize = 4 * 1024;
 /// Rounds of the drive loop per call before yielding to the runtime (fairness).
 const BUDGET: usize = 32;
 /// After a protocol error, how long the application may take to answer the messages that
@@ -1038,7 +1040,32 @@ impl State {
             let mut out = self.conn.outbound();
             let mut slices = [IoSlice::new(&[]); 64];
             let n = out.chunks_vectored(&mut slices);
-            match Pin::new(&mut *io).poll_write_vectored(cx, slices.get(..n).unwrap_or_default()) {
+            let slices = slices.get(..n).unwrap_or_default();
+            let result = if n > 1 && out.remaining() <= COALESCE_BYTES {
+                // Small frames: one contiguous write costs the kernel less than a vector of
+                // tiny slices (and a transport without vectored writes, such as TLS, would
+                // otherwise take one slice per call).
+                SCRATCH.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut scratch) => {
+                        if scratch.len() < SCRATCH_SIZE {
+                            scratch.resize(SCRATCH_SIZE, 0);
+                        }
+                        let mut len = 0;
+                        for slice in slices {
+                            if let Some(dst) = scratch.get_mut(len..len + slice.len()) {
+                                dst.copy_from_slice(slice);
+                                len += slice.len();
+                            }
+                        }
+                        let data = scratch.get(..len).unwrap_or_default();
+                        Pin::new(&mut *io).poll_write(cx, data)
+                    }
+                    Err(_) => Pin::new(&mut *io).poll_write_vectored(cx, slices),
+                })
+            } else {
+                Pin::new(&mut *io).poll_write_vectored(cx, slices)
+            };
+            match result {
                 Poll::Ready(Ok(0)) => {
                     self.fail(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
                     self.abort = true;
