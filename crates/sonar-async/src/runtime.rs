@@ -118,7 +118,9 @@ impl<R: Runtime> Incoming<R> {
     where
         F: FnOnce(&Request) -> Result<Option<String>, Rejection>,
     {
-        accept_with(&self.rt, self.tcp, self.config, policy).await
+        // Boxed: the handshake's state (buffers, timeout, request) is freed when it is done,
+        // instead of sizing the task that awaits it for as long as the connection lives.
+        Box::pin(accept_with(&self.rt, self.tcp, self.config, policy)).await
     }
 
     /// Runs the TLS handshake with `acceptor`, then the WebSocket handshake (`wss://`).
@@ -138,7 +140,7 @@ impl<R: Runtime> Incoming<R> {
             acceptor.accept(self.tcp),
         )
         .await??;
-        accept_with(&self.rt, tls, self.config, policy).await
+        Box::pin(accept_with(&self.rt, tls, self.config, policy)).await
     }
 
     /// The raw TCP stream, for callers that handle the upgrade themselves.
@@ -150,6 +152,15 @@ impl<R: Runtime> Incoming<R> {
 /// Connects to a `ws://` URL: TCP, the opening handshake, and the connection task spawned on
 /// `rt`. Returns the handle and what the server accepted.
 pub async fn connect<R: Runtime>(
+    rt: &R,
+    request: ClientRequest,
+    config: Config,
+) -> Result<(WebSocket, Accepted), Error> {
+    // Boxed for the same reason as `Incoming::upgrade_with`.
+    Box::pin(connect_inner(rt, request, config)).await
+}
+
+async fn connect_inner<R: Runtime>(
     rt: &R,
     request: ClientRequest,
     config: Config,
