@@ -286,6 +286,18 @@ pub(crate) struct Parts {
     pub(crate) salt: u32,
 }
 
+/// What is known about the end of a connection.
+#[derive(Default)]
+struct Ending {
+    /// The first error (sticky).
+    error: Option<Error>,
+    /// A protocol error the application sees after the messages that preceded it.
+    early_error: Option<Error>,
+    outcome: Option<Outcome>,
+    /// The peer's Close frame (`Some(None)`: a Close without a code).
+    peer_close: Option<Option<CloseFrame>>,
+}
+
 /// The state of one connection (see the module docs).
 pub(crate) struct State {
     io: Option<Box<dyn Io>>,
@@ -319,10 +331,8 @@ pub(crate) struct State {
     needs_flush: bool,
     output_pending: bool,
     stats: Stats,
-    error: Option<Error>,
-    early_error: Option<Error>,
-    outcome: Option<Outcome>,
-    peer_close: Option<Option<CloseFrame>>,
+    /// How the connection is ending; boxed, as most connections spend their life without.
+    ending: Option<Box<Ending>>,
     we_closed_first: bool,
     closing: bool,
     shutting_down: bool,
@@ -383,10 +393,7 @@ impl Inner {
             needs_flush: false,
             output_pending: false,
             stats: Stats::default(),
-            error: None,
-            early_error: None,
-            outcome: None,
-            peer_close: None,
+            ending: None,
             we_closed_first: false,
             closing: false,
             shutting_down: false,
@@ -431,10 +438,19 @@ impl State {
         self.closing || self.done
     }
 
+    fn ending(&mut self) -> &mut Ending {
+        self.ending.get_or_insert_with(Box::default)
+    }
+
+    fn peer_close(&self) -> Option<&Option<CloseFrame>> {
+        self.ending.as_deref()?.peer_close.as_ref()
+    }
+
     fn fail(&mut self, error: Error) {
-        if self.error.is_none() {
+        let ending = self.ending();
+        if ending.error.is_none() {
             tracing::debug!(%error, "websocket connection failed");
-            self.error = Some(error);
+            ending.error = Some(error);
         }
     }
 
@@ -519,7 +535,7 @@ impl State {
         }
         let frame = CloseFrame::new(CloseCode::NORMAL);
         if self.conn.close(Some(frame)).is_ok() {
-            self.we_closed_first = self.peer_close.is_none();
+            self.we_closed_first = self.peer_close().is_none();
             let now = self.now();
             self.start_closing(now);
         }
@@ -594,7 +610,7 @@ impl State {
         }
         match self.conn.close(frame) {
             Ok(()) => {
-                self.we_closed_first = self.peer_close.is_none();
+                self.we_closed_first = self.peer_close().is_none();
                 let now = self.now();
                 self.start_closing(now);
             }
@@ -644,10 +660,11 @@ impl State {
 
     /// The error that ended the connection (or ended its input), if any.
     pub(crate) fn error_now(&self) -> Option<Error> {
-        if let Some(e) = &self.early_error {
+        let ending = self.ending.as_deref()?;
+        if let Some(e) = &ending.early_error {
             return Some(e.clone());
         }
-        match self.outcome.as_ref()? {
+        match ending.outcome.as_ref()? {
             Outcome::Failed(e, _) => Some(e.clone()),
             Outcome::Closed(_) => None,
         }
@@ -665,7 +682,7 @@ impl State {
     }
 
     pub(crate) fn close_status(&self) -> Option<CloseStatus> {
-        match self.outcome.as_ref()? {
+        match self.ending.as_deref()?.outcome.as_ref()? {
             Outcome::Closed(s) => Some(s.clone()),
             Outcome::Failed(_, s) => s.clone(),
         }
@@ -823,7 +840,7 @@ impl State {
             if self.conn.failure_pending() && self.fail_deadline.is_none() {
                 // The application sees the error after the messages that preceded it, and
                 // may answer them before the failing Close goes out.
-                self.early_error.get_or_insert(error);
+                self.ending().early_error.get_or_insert(error);
                 self.fail_deadline = Some(now.saturating_add(FAIL_GRACE));
                 self.deadline_dirty = true;
             }
@@ -939,8 +956,9 @@ impl State {
                 }
                 Event::CloseReceived(frame) => {
                     tracing::debug!(?frame, "close received");
-                    if self.peer_close.is_none() {
-                        self.peer_close = Some(frame);
+                    let ending = self.ending();
+                    if ending.peer_close.is_none() {
+                        ending.peer_close = Some(frame);
                     }
                     self.start_closing(now);
                 }
@@ -1137,7 +1155,7 @@ impl State {
         }
         self.registry.close();
         let status = self.close_status_now();
-        let outcome = match self.error.take() {
+        let outcome = match self.ending().error.take() {
             Some(e) => Outcome::Failed(e, status),
             None => match status {
                 Some(s) => Outcome::Closed(s),
@@ -1147,8 +1165,9 @@ impl State {
         if let Outcome::Closed(s) = &outcome {
             tracing::debug!(code = s.code.as_u16(), reason = %s.reason, by_peer = s.by_peer, "websocket closed");
         }
-        if self.outcome.is_none() {
-            self.outcome = Some(outcome);
+        let ending = self.ending();
+        if ending.outcome.is_none() {
+            ending.outcome = Some(outcome);
         }
         self.closing = true;
         self.inbox_ended = true;
@@ -1158,7 +1177,7 @@ impl State {
 
     fn close_status_now(&self) -> Option<CloseStatus> {
         let by_peer = !self.we_closed_first;
-        Some(match &self.peer_close {
+        Some(match self.peer_close() {
             Some(Some(frame)) => CloseStatus {
                 code: frame.code,
                 reason: frame.reason.to_string(),

@@ -108,39 +108,46 @@ impl<R: Runtime> std::fmt::Debug for Incoming<R> {
 
 impl<R: Runtime> Incoming<R> {
     /// Runs the handshake, accepting any path and no subprotocol.
-    pub async fn upgrade(self) -> Result<WebSocket, Error> {
-        self.upgrade_with(|_| Ok(None)).await.map(|(ws, _)| ws)
+    ///
+    /// The handshake runs in a boxed future: its buffers and timer are freed when it is
+    /// done, so the task that awaits it (and lives as long as the connection) stays small.
+    pub fn upgrade(self) -> impl Future<Output = Result<WebSocket, Error>> {
+        let handshake = self.upgrade_with(|_| Ok(None));
+        async move { handshake.await.map(|(ws, _)| ws) }
     }
 
     /// Runs the handshake with a policy that sees the request first (see
-    /// [`server_with`](crate::server_with)).
-    pub async fn upgrade_with<F>(self, policy: F) -> Result<(WebSocket, Request), Error>
+    /// [`server_with`](crate::server_with)). Boxed like [`upgrade`](Self::upgrade).
+    pub fn upgrade_with<F>(
+        self,
+        policy: F,
+    ) -> impl Future<Output = Result<(WebSocket, Request), Error>>
     where
         F: FnOnce(&Request) -> Result<Option<String>, Rejection>,
     {
-        // Boxed: the handshake's state (buffers, timeout, request) is freed when it is done,
-        // instead of sizing the task that awaits it for as long as the connection lives.
-        Box::pin(accept_with(&self.rt, self.tcp, self.config, policy)).await
+        let Incoming { rt, tcp, config } = self;
+        Box::pin(async move { accept_with(&rt, tcp, config, policy).await })
     }
 
     /// Runs the TLS handshake with `acceptor`, then the WebSocket handshake (`wss://`).
+    /// Boxed like [`upgrade`](Self::upgrade).
     #[cfg(feature = "rustls")]
-    pub async fn upgrade_tls<F>(
+    pub fn upgrade_tls<F>(
         self,
         acceptor: &crate::tls::TlsAcceptor,
         policy: F,
-    ) -> Result<(WebSocket, Request), Error>
+    ) -> impl Future<Output = Result<(WebSocket, Request), Error>>
     where
         F: FnOnce(&Request) -> Result<Option<String>, Rejection>,
     {
-        let timer = self.rt.timer();
-        let tls = crate::handshake::timeout(
-            &*timer,
-            self.config.handshake_timeout,
-            acceptor.accept(self.tcp),
-        )
-        .await??;
-        Box::pin(accept_with(&self.rt, tls, self.config, policy)).await
+        let Incoming { rt, tcp, config } = self;
+        Box::pin(async move {
+            let timer = rt.timer();
+            let tls =
+                crate::handshake::timeout(&*timer, config.handshake_timeout, acceptor.accept(tcp))
+                    .await??;
+            accept_with(&rt, tls, config, policy).await
+        })
     }
 
     /// The raw TCP stream, for callers that handle the upgrade themselves.
