@@ -146,7 +146,10 @@ fn serve_sonar_tokio(ready: mpsc::Sender<SocketAddr>, stop: oneshot::Receiver<()
 }
 
 fn serve_sonar_smol(ready: mpsc::Sender<SocketAddr>, stop: oneshot::Receiver<()>) {
-    smol::block_on(async move {
+    // One thread, like the current-thread tokio runtimes: connection tasks run on a local
+    // executor inside `block_on`, which also drives the reactor.
+    let ex = smol::LocalExecutor::new();
+    smol::block_on(ex.run(async {
         let listener = sonar_smol::listen(loopback(), sonar_smol::Config::default())
             .await
             .expect("bind");
@@ -154,12 +157,13 @@ fn serve_sonar_smol(ready: mpsc::Sender<SocketAddr>, stop: oneshot::Receiver<()>
         let accept = async {
             loop {
                 match listener.accept().await {
-                    Ok((incoming, _)) => smol::spawn(async move {
-                        if let Ok(ws) = incoming.upgrade().await {
-                            sonar_echo(ws).await;
-                        }
-                    })
-                    .detach(),
+                    Ok((incoming, _)) => ex
+                        .spawn(async move {
+                            if let Ok(ws) = incoming.upgrade().await {
+                                sonar_echo(ws).await;
+                            }
+                        })
+                        .detach(),
                     Err(_) => {
                         smol::Timer::after(Duration::from_millis(1)).await;
                     }
@@ -167,7 +171,7 @@ fn serve_sonar_smol(ready: mpsc::Sender<SocketAddr>, stop: oneshot::Receiver<()>
             }
         };
         let _ = select(pin!(accept), stop).await;
-    });
+    }));
 }
 
 fn serve_sonar_async_std(ready: mpsc::Sender<SocketAddr>, stop: oneshot::Receiver<()>) {

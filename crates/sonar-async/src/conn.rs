@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -88,6 +88,10 @@ pub(crate) struct Hub {
     /// Some application task is registered in `waiters` (a hint read under the state lock,
     /// which every registration also holds).
     waiting: AtomicBool,
+    /// The hub was woken since the transport's read last returned `Pending`: reading again
+    /// may make progress. Until then a read would only repeat the `Pending` (on some
+    /// runtimes at the cost of a system call), and the waker it registered still holds.
+    io_woken: AtomicBool,
 }
 
 impl Waiters {
@@ -103,6 +107,7 @@ impl Wake for Hub {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        self.io_woken.store(true, Release);
         let mut wake = Vec::new();
         if let Ok(mut w) = self.waiters.lock() {
             let mut guarded = true;
@@ -347,6 +352,8 @@ pub(crate) struct State {
     /// A deadline may have moved earlier since the keeper last armed its timer (only
     /// received bytes and write progress leave deadlines where they are, or move them later).
     deadline_dirty: bool,
+    /// The last read returned `Pending` (see `Hub::io_woken`).
+    read_blocked: bool,
 }
 
 impl Inner {
@@ -403,6 +410,7 @@ impl Inner {
             keeper_deadline: None,
             floor: Duration::ZERO,
             deadline_dirty: true,
+            read_blocked: false,
         };
         Arc::new(Inner {
             hub,
@@ -1002,6 +1010,10 @@ impl State {
         {
             return false;
         }
+        if self.read_blocked && !self.hub.io_woken.swap(false, Acquire) {
+            return false;
+        }
+        self.read_blocked = false;
         let Some(io) = self.io.as_mut() else {
             return false;
         };
@@ -1043,7 +1055,10 @@ impl State {
                 self.conn.handle_eof();
                 true
             }
-            Poll::Pending => false,
+            Poll::Pending => {
+                self.read_blocked = true;
+                false
+            }
         }
     }
 

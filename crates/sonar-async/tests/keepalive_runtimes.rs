@@ -98,8 +98,10 @@ fn assert_ping_then_close_1011(frames: &[(u8, Vec<u8>)]) {
 /// Our client against a raw server that never answers.
 async fn client_role<R: Runtime>(rt: R, port: u16) -> Duration {
     let request = ClientRequest::from_url(&format!("ws://127.0.0.1:{port}/")).unwrap();
-    let (mut ws, _) = sonar_async::connect(&rt, request, config()).await.unwrap();
+    // Taken before the handshake: keepalive's clock starts inside it, so a death measured
+    // from here can never look early because this thread was slow to resume.
     let opened = Instant::now();
+    let (mut ws, _) = sonar_async::connect(&rt, request, config()).await.unwrap();
     let err = ws
         .recv()
         .await
@@ -147,8 +149,8 @@ async fn server_side<R: Runtime>(rt: R, addr_tx: mpsc::Sender<std::net::SocketAd
         .unwrap();
     addr_tx.send(listener.local_addr().unwrap()).unwrap();
     let (incoming, _) = listener.accept().await.unwrap();
-    let mut ws = incoming.upgrade().await.unwrap();
     let opened = Instant::now();
+    let mut ws = incoming.upgrade().await.unwrap();
     let err = ws
         .recv()
         .await
