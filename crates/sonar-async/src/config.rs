@@ -33,10 +33,10 @@ pub struct Config {
     /// Received messages buffered for the application before the connection stops reading
     /// from the transport (read backpressure).
     pub read_queue: usize,
-    /// Messages the application may queue before `send` waits for the connection task.
+    /// Messages queued and not yet written to the transport before `send` waits.
     pub write_queue: usize,
-    /// Bytes of encoded frames the connection task buffers before it stops taking new
-    /// messages from the application (write backpressure).
+    /// Bytes of encoded frames queued and not yet written before `send` waits (write
+    /// backpressure).
     pub write_buffer: usize,
     /// User pings (`WebSocket::ping`) that may wait for their pong at once.
     pub max_queued_pings: usize,

@@ -25,7 +25,7 @@ const HEAD_READ: usize = 2048;
 const HEAD_BUFFER_MAX: usize = 64 * 1024;
 
 /// Runs the client's opening handshake over `io` (a connected TCP or TLS stream), then
-/// returns the application's handle, the connection task to spawn, and what the server
+/// returns the application's handle, the keeper task to spawn ([`Driver`]), and what the server
 /// accepted (subprotocol, extensions, headers).
 ///
 /// Bytes the server sent right after its `101` response (often a first Ping) are kept and

@@ -4,12 +4,14 @@
 //! takes time from a [`Timer`]. The runtime adapters (`sonar-tokio`, `sonar-smol`,
 //! `sonar-async-std`) supply those two things and spawn the [`Driver`].
 //!
-//! A connection is two parts:
-//! - the [`Driver`], a future that owns the transport, the sans-I/O codec (`sonar-core`) and
-//!   keepalive (`sonar-keepalive`); it answers pings, sends keepalive pings, measures RTT and
-//!   detects dead peers whether or not the application is reading or writing;
-//! - the [`WebSocket`] handle (a `Stream` and `Sink` of [`Message`]s), which can be
-//!   [split](WebSocket::split) into a reader and a cloneable writer.
+//! A connection is the transport, the sans-I/O codec (`sonar-core`) and keepalive
+//! (`sonar-keepalive`) behind one lock, and two ways to move it forward:
+//! - the [`WebSocket`] handle (a `Stream` and `Sink` of [`Message`]s, which can be
+//!   [split](WebSocket::split) into a reader and a cloneable writer) does the work inline:
+//!   `recv` reads and parses, `send` encodes and writes, so an echo costs one task wake-up;
+//! - the [`Driver`], a small keeper future to spawn, answers pings, sends keepalive pings,
+//!   measures RTT and detects dead peers whenever the application is not waiting on the
+//!   connection (busy elsewhere, only writing, or cancelled out of a `recv`).
 //!
 //! Handshakes: [`client`], [`server`], [`server_with`], and [`from_upgraded`] for streams
 //! upgraded by another HTTP server.

@@ -20,7 +20,7 @@ pub type RefFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a runtime adapter bridges: a timer, spawning, and TCP connections.
 ///
-/// Everything else (handshakes, the connection task, keepalive) is written once in this
+/// Everything else (handshakes, the connection and its keeper task, keepalive) is written once in this
 /// crate; an adapter is an implementation of this trait plus type aliases.
 pub trait Runtime: Clone + Send + Sync + 'static {
     /// A connected TCP stream of this runtime, as a futures-io stream.
@@ -31,7 +31,7 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// The runtime's clock and sleeps.
     fn timer(&self) -> Arc<dyn Timer>;
 
-    /// Runs a connection task in the background.
+    /// Runs a task in the background (a connection's keeper).
     fn spawn(&self, task: BoxFuture<()>);
 
     /// Opens a TCP connection to `host:port` (with `TCP_NODELAY` set).
@@ -156,7 +156,7 @@ impl<R: Runtime> Incoming<R> {
     }
 }
 
-/// Connects to a `ws://` URL: TCP, the opening handshake, and the connection task spawned on
+/// Connects to a `ws://` URL: TCP, the opening handshake, and the keeper task spawned on
 /// `rt`. Returns the handle and what the server accepted.
 pub async fn connect<R: Runtime>(
     rt: &R,
@@ -202,7 +202,7 @@ async fn connect_inner<R: Runtime>(
     Ok((ws, accepted))
 }
 
-/// Runs the server handshake on an accepted stream and spawns the connection task on `rt`.
+/// Runs the server handshake on an accepted stream and spawns the keeper task on `rt`.
 /// `policy` may inspect the request and pick a subprotocol or reject it (see
 /// [`server_with`](crate::server_with)).
 pub async fn accept_with<R, T, F>(
@@ -254,7 +254,7 @@ macro_rules! adapter_conveniences {
         pub type Incoming = $crate::Incoming<$Rt>;
 
         #[doc = concat!("Connects to a `ws://` (or, with the `rustls` feature, `wss://`) URL with \
-            the default configuration; the connection task runs on ", $name, ".")]
+            the default configuration; the keeper task runs on ", $name, ".")]
         pub async fn connect(
             url: &str,
         ) -> ::core::result::Result<$crate::WebSocket, $crate::Error> {
