@@ -337,29 +337,126 @@ async fn stress_side(
     (rd, echo)
 }
 
+/// Runs both stress sides over a connected pair and closes cleanly; checks the counters.
+async fn stress(client: WebSocket, server: WebSocket, n: u32) {
+    let c = tokio::spawn(stress_side(client, b'C', n));
+    let s = tokio::spawn(stress_side(server, b'S', n));
+    let (_crd, mut cwr) = c.await.unwrap();
+    let (mut srd, _swr) = s.await.unwrap();
+    cwr.close(CloseCode::NORMAL, "done").await.unwrap();
+    assert!(srd.recv().await.is_none());
+    let status = srd.close_status().unwrap();
+    assert_eq!(status.code, CloseCode::NORMAL);
+    assert!(status.by_peer);
+    let stats = cwr.stats();
+    assert_eq!(stats.messages_out, u64::from(2 * n));
+    assert_eq!(stats.messages_in, u64::from(2 * n));
+}
+
 // 20,000 messages each way at once, each echoed back, reader and writers in separate tasks on
 // two worker threads: every message arrives, in order, and nothing stalls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_halves_echo_20k_both_ways_on_two_threads() {
-    const N: u32 = 20_000;
     let run = async {
         let (client, server) = pair(Config::default(), Config::default(), 64 * 1024).await;
-        let c = tokio::spawn(stress_side(client, b'C', N));
-        let s = tokio::spawn(stress_side(server, b'S', N));
-        let (_crd, mut cwr) = c.await.unwrap();
-        let (mut srd, _swr) = s.await.unwrap();
-        cwr.close(CloseCode::NORMAL, "done").await.unwrap();
-        assert!(srd.recv().await.is_none());
-        let status = srd.close_status().unwrap();
-        assert_eq!(status.code, CloseCode::NORMAL);
-        assert!(status.by_peer);
-        let stats = cwr.stats();
-        assert_eq!(stats.messages_out, u64::from(2 * N));
-        assert_eq!(stats.messages_in, u64::from(2 * N));
+        stress(client, server, 20_000).await;
     };
     timeout(Duration::from_secs(120), run)
         .await
         .expect("stress echo finished in time");
+}
+
+// The same with every queue at its minimum (one message in, one out, a one-byte write
+// buffer) over a 64-byte pipe: reading and writing pause and resume on nearly every message,
+// which is where a lost wake-up between the threads would show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_halves_echo_with_minimal_queues_on_two_threads() {
+    let mut cfg = Config::default().with_read_queue(1).with_write_queue(1);
+    cfg.write_buffer = 1;
+    let run = async {
+        let (client, server) = pair(cfg.clone(), cfg, 64).await;
+        stress(client, server, 3_000).await;
+    };
+    timeout(Duration::from_secs(120), run)
+        .await
+        .expect("stress echo finished in time");
+}
+
+// The same over real TCP on 127.0.0.1 (the kernel's buffers and readiness instead of a pipe).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_halves_echo_over_loopback_tcp() {
+    let run = async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (ws, driver, _req) =
+                sonar_async::server(TokioIo::new(tcp), Config::default(), timer())
+                    .await
+                    .unwrap();
+            tokio::spawn(driver);
+            ws
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = sonar_async::ClientRequest::new("localhost", "/");
+        let (client, driver, _) =
+            sonar_async::client(TokioIo::new(tcp), req, Config::default(), timer())
+                .await
+                .unwrap();
+        tokio::spawn(driver);
+        stress(client, server.await.unwrap(), 20_000).await;
+    };
+    timeout(Duration::from_secs(120), run)
+        .await
+        .expect("stress echo finished in time");
+}
+
+// Four cloned senders in four tasks on two threads share one small write queue while the
+// peer echoes: each sender's messages arrive in its own order, none is lost or stalls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloned_senders_share_a_small_queue_on_two_threads() {
+    const PER: u32 = 3_000;
+    let run = async {
+        let cfg = small_queues(Config::default());
+        let (client, mut server) = pair(cfg.clone(), cfg, 8 * 1024).await;
+        let echo = tokio::spawn(async move {
+            while let Some(m) = server.recv().await {
+                server.send(m.unwrap()).await.unwrap();
+            }
+        });
+        let (mut rd, wr) = client.split();
+        let mut senders = Vec::new();
+        for k in 0..4u8 {
+            let mut w = wr.clone();
+            senders.push(tokio::spawn(async move {
+                for i in 0..PER {
+                    let mut p = vec![k];
+                    p.extend_from_slice(&i.to_be_bytes());
+                    p.resize(5 + (i as usize * 13) % 2000, k);
+                    w.send(Message::binary(p)).await.unwrap();
+                }
+            }));
+        }
+        let mut next = [0u32; 4];
+        for _ in 0..4 * PER {
+            let m = rd.recv().await.unwrap().unwrap();
+            let p = m.payload();
+            let k = p[0] as usize;
+            let i = u32::from_be_bytes(p[1..5].try_into().unwrap());
+            assert_eq!(i, next[k], "sender {k} out of order");
+            next[k] += 1;
+        }
+        for s in senders {
+            s.await.unwrap();
+        }
+        let mut wr = wr;
+        wr.close(CloseCode::NORMAL, "").await.unwrap();
+        echo.await.unwrap();
+        assert!(rd.recv().await.is_none());
+    };
+    timeout(Duration::from_secs(120), run)
+        .await
+        .expect("fan-out finished in time");
 }
 
 // ---- backpressure and wake-ups ------------------------------------------------------------
