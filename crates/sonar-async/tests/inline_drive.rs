@@ -1380,7 +1380,7 @@ async fn ping_is_answered_while_streaming_at_line_rate() {
             assert_eq!(p, b"p1");
             break start.elapsed();
         }
-        if frames % 8 == 0 {
+        if frames.is_multiple_of(8) {
             // The peer reads ~8 MB/s of virtual time.
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
