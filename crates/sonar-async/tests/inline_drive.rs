@@ -525,7 +525,7 @@ async fn blocked_writer_and_parked_reader_both_progress() {
 // the peer sends a Ping: once the peer reads again, the Pong comes at once (keepalive off, so
 // no deadline can rescue a lost wake-up).
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: a transport wake-up handed to a guarded writer (Mode::Write) never reads; the ping is not answered"]
+#[ignore = "bug: a transport wake-up handed to a guarded writer (Mode::Write) is not read; the pong waits for the end of the stream"]
 async fn ping_arriving_while_send_is_blocked_is_answered() {
     let (mut ws, mut peer, _driver) = raw_client(small_queues(quiet()), 4 * 1024).await;
     // Unconstrained: tokio's cooperative budget must not hand the keeper a spurious wake-up
@@ -633,7 +633,7 @@ async fn user_ping_while_send_is_blocked_goes_out() {
 // The peer's Close arrives while the application waits in `flush` (peer not reading): once the
 // peer reads, the Close is answered and the connection ends, without the close timeout.
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: the wake-up for the peer's Close goes to the guarded flush (Mode::Write) and is lost until the close timeout"]
+#[ignore = "bug: the wake-up for the peer's Close goes to the guarded flush (Mode::Write); with keepalive off it is never read"]
 async fn peer_close_arriving_while_flush_waits_is_answered() {
     let (mut ws, mut peer, _driver) = raw_client(small_queues(quiet()), 4 * 1024).await;
     let writer = tokio::spawn(async move {
