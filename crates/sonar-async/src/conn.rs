@@ -74,6 +74,8 @@ struct Waiters {
     keeper: Option<Waker>,
     /// The hub handed a wake-up to an application task that has not driven since.
     handed_off: bool,
+    /// The keeper was woken for work of its own (not only as the backup of a hand-off).
+    keeper_needed: bool,
     /// The reader waits in `recv`, whose future hands its turn back if it is dropped
     /// (see [`WaitGuard`]); a `Stream::poll_next` caller cannot, so the keeper is woken too.
     reader_guarded: bool,
@@ -120,10 +122,14 @@ impl Wake for Hub {
                 wake.append(&mut w.writers);
             }
             if wake.is_empty() || !guarded {
-                wake.extend(w.keeper.clone());
+                w.keeper_needed = true;
             } else {
+                // The woken task will drive. The keeper is woken too, as a backup: it returns
+                // at once if the task has driven by then, and drives itself if the task did
+                // not (a `recv` future kept but not polled, in a `select!` loop).
                 w.handed_off = true;
             }
+            wake.extend(w.keeper.clone());
             w.update_waiting(&self.waiting);
         }
         for w in wake {
@@ -137,17 +143,26 @@ impl Hub {
         self.waiters.lock().ok()
     }
 
-    pub(crate) fn set_keeper(&self, waker: &Waker) {
-        if let Some(mut w) = self.lock() {
-            match &w.keeper {
-                Some(k) if k.will_wake(waker) => {}
-                _ => w.keeper = Some(waker.clone()),
-            }
+    /// Registers the keeper's waker; true if the keeper has nothing to do for the hub: it was
+    /// woken only as the backup of a hand-off that the application has taken.
+    pub(crate) fn keeper_idle(&self, waker: &Waker) -> bool {
+        let Some(mut w) = self.lock() else {
+            return false;
+        };
+        match &w.keeper {
+            Some(k) if k.will_wake(waker) => {}
+            _ => w.keeper = Some(waker.clone()),
         }
+        let idle = !w.keeper_needed && !w.handed_off;
+        w.keeper_needed = false;
+        idle
     }
 
     pub(crate) fn wake_keeper(&self) {
-        let keeper = self.lock().and_then(|w| w.keeper.clone());
+        let keeper = self.lock().and_then(|mut w| {
+            w.keeper_needed = true;
+            w.keeper.clone()
+        });
         if let Some(k) = keeper {
             k.wake();
         }
@@ -207,6 +222,7 @@ impl Hub {
                 Wait::Writer => wake.append(&mut w.writers),
             }
             if std::mem::take(&mut w.handed_off) {
+                w.keeper_needed = true;
                 wake.extend(w.keeper.clone());
             }
             w.update_waiting(&self.waiting);
@@ -566,7 +582,9 @@ impl State {
         if !self.queue_full() {
             return Poll::Ready(Ok(()));
         }
-        self.drive(Mode::Write, cx);
+        // A waiting writer drives everything, not only writes: the transport's wake-ups go to
+        // it, and the peer's pings (or Close) must be read while the application streams.
+        self.drive(Mode::Full, cx);
         if self.is_closing() {
             return Poll::Ready(Err(self.closed_error()));
         }
@@ -642,7 +660,8 @@ impl State {
                 Poll::Ready(Ok(()))
             };
         }
-        self.drive(Mode::Write, cx);
+        // Full, as for a waiting `send`: the peer may need answers (or close) meanwhile.
+        self.drive(Mode::Full, cx);
         if !self.conn.wants_write() && !self.needs_flush {
             return Poll::Ready(Ok(()));
         }
@@ -745,6 +764,10 @@ impl State {
                 progress |= self.commit_failure(now);
             }
             progress |= self.write(&mut cx, now);
+            if mode == Mode::Write {
+                // A ping written just now starts its RTT clock now, not at the next read.
+                progress |= self.pump_events(now);
+            }
             // After the peer's EOF nothing more can arrive: once what we owe it is written
             // (and the application has taken every message), the connection is over.
             let drained = self.read_eof && !self.read_paused && !self.input_dirty;
@@ -802,11 +825,12 @@ impl State {
                 if !self.inbox.is_empty() || self.inbox_ended {
                     wake.extend(w.reader.take());
                 }
-                if !w.writers.is_empty() && !self.queue_full() {
+                if !w.writers.is_empty() && (!self.queue_full() || self.closing) {
                     wake.append(&mut w.writers);
                 }
             }
             if deadline.is_some() {
+                w.keeper_needed = true;
                 wake.extend(w.keeper.clone());
             }
             w.update_waiting(&self.hub.waiting);

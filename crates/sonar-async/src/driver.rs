@@ -55,7 +55,14 @@ impl<T> Future for Driver<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        this.inner.hub.set_keeper(cx.waker());
+        if this.inner.hub.keeper_idle(cx.waker())
+            && let Some(sleep) = this.sleep.as_mut()
+            && sleep.as_mut().poll(cx).is_pending()
+        {
+            // Woken only as the backup of a hand-off the application has taken, and no
+            // deadline is due: nothing to do.
+            return Poll::Pending;
+        }
         // Bounded: a sleep that completes at once is polled again at most this often.
         for _ in 0..4 {
             let mut st = this.inner.lock();
