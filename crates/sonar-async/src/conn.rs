@@ -1195,11 +1195,12 @@ impl State {
         self.registry.close();
         let status = self.close_status_now();
         let outcome = match self.ending().error.take() {
-            Some(e) => Outcome::Failed(e, status),
-            None => match status {
-                Some(s) => Outcome::Closed(s),
-                None => Outcome::Failed(Error::ConnectionClosed, None),
-            },
+            Some(e) => Outcome::Failed(e, Some(status)),
+            None if self.peer_close().is_some() => Outcome::Closed(status),
+            // The codec closed the transport without the peer's Close: our Close timed out.
+            None if self.shutting_down => Outcome::Failed(Error::CloseTimeout, Some(status)),
+            // The transport ended without a closing handshake (1006).
+            None => Outcome::Failed(Error::AbnormalClosure, Some(status)),
         };
         if let Outcome::Closed(s) = &outcome {
             tracing::debug!(code = s.code.as_u16(), reason = %s.reason, by_peer = s.by_peer, "websocket closed");
@@ -1214,9 +1215,9 @@ impl State {
         self.done = true;
     }
 
-    fn close_status_now(&self) -> Option<CloseStatus> {
+    fn close_status_now(&self) -> CloseStatus {
         let by_peer = !self.we_closed_first;
-        Some(match self.peer_close() {
+        match self.peer_close() {
             Some(Some(frame)) => CloseStatus {
                 code: frame.code,
                 reason: frame.reason.to_string(),
@@ -1232,6 +1233,6 @@ impl State {
                 reason: String::new(),
                 by_peer: false,
             },
-        })
+        }
     }
 }

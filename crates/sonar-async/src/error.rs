@@ -26,6 +26,10 @@ pub enum Error {
     /// The peer did not complete the opening handshake in time.
     #[error("opening handshake timed out")]
     HandshakeTimeout,
+    /// The transport ended without a closing handshake: no Close frame came from the peer
+    /// (close code 1006 in [`CloseStatus`](crate::CloseStatus)).
+    #[error("connection closed without a closing handshake (1006)")]
+    AbnormalClosure,
     /// The closing handshake did not complete in time; the transport was closed anyway.
     #[error("closing handshake timed out")]
     CloseTimeout,

@@ -58,7 +58,8 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 pub struct Listener<R: Runtime> {
     rt: R,
     inner: R::TcpListener,
-    config: Config,
+    /// Shared by every `Incoming`: a connection's task does not carry a copy of it.
+    config: Arc<Config>,
 }
 
 impl<R: Runtime> std::fmt::Debug for Listener<R> {
@@ -73,7 +74,11 @@ impl<R: Runtime> Listener<R> {
     /// Binds `addr` on runtime `rt`; every connection gets `config`.
     pub async fn bind(rt: R, addr: SocketAddr, config: Config) -> io::Result<Self> {
         let inner = rt.bind(addr).await?;
-        Ok(Listener { rt, inner, config })
+        Ok(Listener {
+            rt,
+            inner,
+            config: Arc::new(config),
+        })
     }
 
     /// The bound address (useful with port 0).
@@ -87,7 +92,7 @@ impl<R: Runtime> Listener<R> {
         let incoming = Incoming {
             rt: self.rt.clone(),
             tcp,
-            config: self.config.clone(),
+            config: Arc::clone(&self.config),
         };
         Ok((incoming, peer))
     }
@@ -97,7 +102,7 @@ impl<R: Runtime> Listener<R> {
 pub struct Incoming<R: Runtime> {
     rt: R,
     tcp: R::Tcp,
-    config: Config,
+    config: Arc<Config>,
 }
 
 impl<R: Runtime> std::fmt::Debug for Incoming<R> {
@@ -126,7 +131,7 @@ impl<R: Runtime> Incoming<R> {
         F: FnOnce(&Request) -> Result<Option<String>, Rejection>,
     {
         let Incoming { rt, tcp, config } = self;
-        Box::pin(async move { accept_with(&rt, tcp, config, policy).await })
+        Box::pin(async move { accept_with(&rt, tcp, Config::clone(&config), policy).await })
     }
 
     /// Runs the TLS handshake with `acceptor`, then the WebSocket handshake (`wss://`).
@@ -146,7 +151,7 @@ impl<R: Runtime> Incoming<R> {
             let tls =
                 crate::handshake::timeout(&*timer, config.handshake_timeout, acceptor.accept(tcp))
                     .await??;
-            accept_with(&rt, tls, config, policy).await
+            accept_with(&rt, tls, Config::clone(&config), policy).await
         })
     }
 

@@ -95,7 +95,8 @@ impl WebSocket {
 
     /// Receives the next message; `None` once the connection has closed cleanly and every
     /// message received before the close has been returned. A connection that failed
-    /// returns its error once, then `None`.
+    /// returns its error once, then `None`; a transport that ended without a closing
+    /// handshake is a failure too ([`Error::AbnormalClosure`], close code 1006).
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
         self.reader.recv().await
     }
@@ -108,7 +109,8 @@ impl WebSocket {
     }
 
     /// Starts the closing handshake and waits until the connection is closed (bounded by the
-    /// close timeout). Messages sent before are written first.
+    /// close timeout: then `Err(Error::CloseTimeout)`). Messages sent before are written
+    /// first. Closing a connection that has already ended is `Ok`.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.writer.close(code, reason).await
     }
@@ -266,7 +268,10 @@ impl WsWriter {
             st.poll_closed(cx)
         })
         .await;
-        Ok(())
+        match self.inner.lock().error_now() {
+            Some(Error::CloseTimeout) => Err(Error::CloseTimeout),
+            _ => Ok(()),
+        }
     }
 
     /// Waits until the connection has finished (see [`WebSocket::closed`]).

@@ -227,6 +227,27 @@ async fn pings_are_answered_after_a_cancelled_recv() {
     assert_eq!(m, Message::text("after"));
 }
 
+// A transport that ends without a closing handshake is a failure (1006), not a clean end:
+// the messages before it arrive, then `AbnormalClosure` once, then `None`.
+#[tokio::test(start_paused = true)]
+async fn transport_eof_without_close_is_an_abnormal_closure() {
+    let first = FrameBuilder::text(b"last words").build();
+    let (mut ws, mut peer) = client_with_raw_server(Config::default(), &first).await;
+    peer.shutdown().await.unwrap();
+    let m = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(m, Message::text("last words"));
+    let err = timeout(LIMIT, ws.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, Error::AbnormalClosure), "{err}");
+    assert!(timeout(LIMIT, ws.recv()).await.unwrap().is_none());
+    let status = ws.close_status().unwrap();
+    assert_eq!(status.code, CloseCode::ABNORMAL);
+    assert!(!status.by_peer);
+}
+
 // A peer that stops answering pings is declared dead within ping interval + pong timeout,
 // gets a best-effort Close 1011, and the application sees a timeout error.
 #[tokio::test(start_paused = true)]
