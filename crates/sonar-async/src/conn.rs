@@ -276,8 +276,12 @@ impl Drop for WaitGuard<'_> {
 /// What one call of [`State::drive`] should do about writes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// Read, process and write everything (the keeper, `recv` with an empty queue).
+    /// Read, process and write everything (the keeper, a waiting `send` or `flush`).
     Full,
+    /// As `Full`, for `recv` with an empty inbox: once a message is queued and a full read's
+    /// worth of bytes came in, it stops reading and returns (the keeper reads on), so that the
+    /// application answers the first large message while the rest is still arriving.
+    Recv,
     /// Only write (after `send`): reading is left to whoever waits for messages.
     Write,
 }
@@ -495,7 +499,7 @@ impl State {
         if let Some(ready) = self.take_message() {
             return Poll::Ready(ready);
         }
-        self.drive(Mode::Full, cx);
+        self.drive(Mode::Recv, cx);
         if let Some(ready) = self.take_message() {
             return Poll::Ready(ready);
         }
@@ -742,20 +746,21 @@ impl State {
         if self.done {
             return;
         }
-        if mode == Mode::Full {
+        if mode != Mode::Write {
             self.deferred = false;
             self.hub.driven();
         }
         let waker = std::mem::replace(&mut self.io_waker, Waker::noop().clone());
         let mut cx = Context::from_waker(&waker);
         let now = self.now();
-        if mode == Mode::Full {
+        let bytes_in = self.stats.bytes_in;
+        if mode != Mode::Write {
             self.pump_pings(&mut cx, now);
         }
         let mut exhausted = true;
         for _ in 0..BUDGET {
             let mut progress = false;
-            if mode == Mode::Full {
+            if mode != Mode::Write {
                 progress |= self.process_input(now);
                 progress |= self.timeouts(now);
                 progress |= self.pump_keepalive(now);
@@ -771,7 +776,7 @@ impl State {
             // After the peer's EOF nothing more can arrive: once what we owe it is written
             // (and the application has taken every message), the connection is over.
             let drained = self.read_eof && !self.read_paused && !self.input_dirty;
-            let over = mode == Mode::Full && (self.shutting_down || drained);
+            let over = mode != Mode::Write && (self.shutting_down || drained);
             if self.abort || (over && !self.conn.wants_write()) {
                 tracing::trace!(
                     abort = self.abort,
@@ -790,6 +795,17 @@ impl State {
                 break;
             }
             if !progress {
+                exhausted = false;
+                break;
+            }
+            if mode == Mode::Recv
+                && !self.inbox.is_empty()
+                && self.stats.bytes_in - bytes_in >= SCRATCH_SIZE as u64
+            {
+                // Large messages: answer this one first. The transport was not read to
+                // `Pending`, so no wake-up is registered for more input: the keeper reads on
+                // (after this task yields, or at once on another thread).
+                self.hub.wake_keeper();
                 exhausted = false;
                 break;
             }
