@@ -248,6 +248,47 @@ async fn transport_eof_without_close_is_an_abnormal_closure() {
     assert!(!status.by_peer);
 }
 
+// Large messages pipelined: `recv` returns the first one without first reading everything
+// that has arrived (the application answers it while the rest comes in); the rest follows.
+#[tokio::test(start_paused = true)]
+async fn recv_returns_the_first_large_message_before_reading_all_input() {
+    const SIZE: usize = 64 * 1024;
+    const COUNT: usize = 8;
+    let (a, mut b) = duplex(4 * 1024 * 1024);
+    let server = tokio::spawn(async move {
+        let head = read_head(&mut b).await;
+        let out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            accept_for(&head)
+        );
+        b.write_all(out.as_bytes()).await.unwrap();
+        b
+    });
+    let req = sonar_async::ClientRequest::new("localhost", "/");
+    let (mut ws, driver, _) = sonar_async::client(TokioIo::new(a), req, Config::default(), timer())
+        .await
+        .unwrap();
+    tokio::spawn(driver);
+    let mut peer = server.await.unwrap();
+    let mut burst = Vec::new();
+    for i in 0..COUNT {
+        burst.extend(FrameBuilder::binary(&vec![i as u8; SIZE]).build());
+    }
+    peer.write_all(&burst).await.unwrap();
+    let first = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(first, Message::binary(vec![0u8; SIZE]));
+    let read_so_far = ws.stats().bytes_in as usize;
+    assert!(
+        read_so_far < burst.len() / 2,
+        "read {read_so_far} of {} bytes before returning the first message",
+        burst.len()
+    );
+    for i in 1..COUNT {
+        let m = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+        assert_eq!(m, Message::binary(vec![i as u8; SIZE]), "message {i}");
+    }
+}
+
 // A peer that stops answering pings is declared dead within ping interval + pong timeout,
 // gets a best-effort Close 1011, and the application sees a timeout error.
 #[tokio::test(start_paused = true)]
