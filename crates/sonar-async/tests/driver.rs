@@ -7,86 +7,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use sonar_async::{CloseCode, Config, Error, Message, Role};
 use sonar_core::testing::FrameBuilder;
-use sonar_tokio::{TokioIo, TokioTimer};
-use std::sync::Arc;
+use sonar_tokio::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 use tokio::time::{Instant, timeout};
 
-const LIMIT: Duration = Duration::from_secs(300);
+mod support;
+use support::{accept_for, read_frame, read_head, timer};
 
-fn timer() -> Arc<dyn sonar_async::Timer> {
-    Arc::new(TokioTimer)
-}
-
-/// A connected pair of sonar endpoints over an in-memory pipe, drivers spawned.
 async fn pair(
     client_cfg: Config,
     server_cfg: Config,
 ) -> (sonar_async::WebSocket, sonar_async::WebSocket) {
-    let (a, b) = duplex(64 * 1024);
-    let server = tokio::spawn(async move {
-        let (ws, driver, _req) = sonar_async::server(TokioIo::new(b), server_cfg, timer())
-            .await
-            .unwrap();
-        tokio::spawn(driver);
-        ws
-    });
-    let req = sonar_async::ClientRequest::new("localhost", "/");
-    let (client, driver, _acc) = sonar_async::client(TokioIo::new(a), req, client_cfg, timer())
-        .await
-        .unwrap();
-    tokio::spawn(driver);
-    (client, server.await.unwrap())
+    support::pair(client_cfg, server_cfg, 64 * 1024).await
 }
 
-/// Reads one frame from a raw peer stream; returns (first byte, unmasked payload).
-async fn read_frame(s: &mut DuplexStream) -> (u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).await.unwrap();
-    let masked = h[1] & 0x80 != 0;
-    let mut len = u64::from(h[1] & 0x7f);
-    if len == 126 {
-        len = u64::from(s.read_u16().await.unwrap());
-    } else if len == 127 {
-        len = s.read_u64().await.unwrap();
-    }
-    let mut key = [0u8; 4];
-    if masked {
-        s.read_exact(&mut key).await.unwrap();
-    }
-    let mut payload = vec![0u8; len as usize];
-    s.read_exact(&mut payload).await.unwrap();
-    if masked {
-        for (i, b) in payload.iter_mut().enumerate() {
-            *b ^= key[i % 4];
-        }
-    }
-    (h[0], payload)
-}
-
-/// Reads an HTTP head (up to and including CRLFCRLF) from a raw peer stream.
-async fn read_head(s: &mut DuplexStream) -> String {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        s.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-        assert!(head.len() < 8192, "head too long");
-    }
-    String::from_utf8(head).unwrap()
-}
-
-fn accept_for(head: &str) -> String {
-    let key = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-        .or_else(|| {
-            head.lines()
-                .find_map(|l| l.strip_prefix("sec-websocket-key: "))
-        })
-        .expect("request has a key");
-    sonar_handshake::accept_key(key.trim().as_bytes())
-}
+const LIMIT: Duration = Duration::from_secs(300);
 
 /// A sonar client connected to a raw, scripted server. The 101 and `first` go out in one write.
 async fn client_with_raw_server(
