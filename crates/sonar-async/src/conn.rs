@@ -10,8 +10,9 @@
 //!
 //! Wake-ups: the transport and the ping registry are always polled with one waker, the
 //! [`Hub`]. When it fires, it wakes the application tasks waiting in `recv`/`send`/`flush`
-//! (they will drive), and only if there are none, the keeper. A waiting future that is
-//! dropped after it was woken hands its turn back to the keeper (see [`WaitGuard`]).
+//! (they will drive) and the keeper, which drives only if none of them has by the time it
+//! runs: a waiting future dropped in a `select!`, or kept and not polled, never holds back
+//! the connection.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -76,11 +77,6 @@ struct Waiters {
     handed_off: bool,
     /// The keeper was woken for work of its own (not only as the backup of a hand-off).
     keeper_needed: bool,
-    /// The reader waits in `recv`, whose future hands its turn back if it is dropped
-    /// (see [`WaitGuard`]); a `Stream::poll_next` caller cannot, so the keeper is woken too.
-    reader_guarded: bool,
-    /// Every registered writer waits in a guarded future (`send`, `flush`).
-    writers_guarded: bool,
 }
 
 /// The waker the transport and the ping registry are polled with (see the module docs).
@@ -112,21 +108,16 @@ impl Wake for Hub {
         self.io_woken.store(true, Release);
         let mut wake = Vec::new();
         if let Ok(mut w) = self.waiters.lock() {
-            let mut guarded = true;
             if let Some(r) = w.reader.take() {
                 wake.push(r);
-                guarded &= w.reader_guarded;
             }
-            if !w.writers.is_empty() {
-                guarded &= w.writers_guarded;
-                wake.append(&mut w.writers);
-            }
-            if wake.is_empty() || !guarded {
+            wake.append(&mut w.writers);
+            if wake.is_empty() {
                 w.keeper_needed = true;
             } else {
-                // The woken task will drive. The keeper is woken too, as a backup: it returns
-                // at once if the task has driven by then, and drives itself if the task did
-                // not (a `recv` future kept but not polled, in a `select!` loop).
+                // The woken tasks will drive. The keeper is woken too, as a backup: it returns
+                // at once if one of them has driven by then, and drives itself if none did
+                // (a future dropped in a `select!`, or kept and not polled).
                 w.handed_off = true;
             }
             wake.extend(w.keeper.clone());
@@ -179,23 +170,17 @@ impl Hub {
         }
     }
 
-    fn register_reader(&self, waker: &Waker, guarded: bool) {
+    fn register_reader(&self, waker: &Waker) {
         if let Some(mut w) = self.lock() {
             Self::register(&mut w.reader, waker);
-            w.reader_guarded = guarded;
             self.waiting.store(true, Relaxed);
         }
     }
 
-    fn register_writer(&self, waker: &Waker, guarded: bool) {
-        if let Some(mut w) = self.lock() {
-            if w.writers.is_empty() {
-                w.writers_guarded = true;
-            }
-            w.writers_guarded &= guarded;
-            if w.writers.iter().any(|x| x.will_wake(waker)) {
-                return;
-            }
+    fn register_writer(&self, waker: &Waker) {
+        if let Some(mut w) = self.lock()
+            && !w.writers.iter().any(|x| x.will_wake(waker))
+        {
             w.writers.push(waker.clone());
             self.waiting.store(true, Relaxed);
         }
@@ -210,65 +195,9 @@ impl Hub {
         }
     }
 
-    /// A waiting future was dropped unfinished. Its registration is stale: remove it, so
-    /// that the next wake-up of the transport reaches the keeper; if the hub already handed
-    /// it a wake-up it will never act on, the keeper takes over now. Other writers waiting
-    /// are woken to register again (their wakers cannot be told apart from the stale one).
-    pub(crate) fn abandon(&self, kind: Wait) {
-        let mut wake = Vec::new();
-        if let Some(mut w) = self.lock() {
-            match kind {
-                Wait::Reader => w.reader = None,
-                Wait::Writer => wake.append(&mut w.writers),
-            }
-            if std::mem::take(&mut w.handed_off) {
-                w.keeper_needed = true;
-                wake.extend(w.keeper.clone());
-            }
-            w.update_waiting(&self.waiting);
-        }
-        for w in wake {
-            w.wake();
-        }
-    }
-
     fn driven(&self) {
         if let Some(mut w) = self.lock() {
             w.handed_off = false;
-        }
-    }
-}
-
-/// What a waiting future waits for.
-#[derive(Clone, Copy)]
-pub(crate) enum Wait {
-    /// A message (`recv`).
-    Reader,
-    /// Room in the write queue, or the flush of it (`send`, `flush`).
-    Writer,
-}
-
-/// Clears a waiting future's claim on the hub when it is dropped unfinished (`select!`).
-pub(crate) struct WaitGuard<'a> {
-    hub: &'a Hub,
-    kind: Wait,
-    pub(crate) waiting: bool,
-}
-
-impl<'a> WaitGuard<'a> {
-    pub(crate) fn new(hub: &'a Hub, kind: Wait) -> Self {
-        WaitGuard {
-            hub,
-            kind,
-            waiting: false,
-        }
-    }
-}
-
-impl Drop for WaitGuard<'_> {
-    fn drop(&mut self) {
-        if self.waiting {
-            self.hub.abandon(self.kind);
         }
     }
 }
@@ -494,7 +423,6 @@ impl State {
     pub(crate) fn poll_recv(
         &mut self,
         cx: &mut Context<'_>,
-        guarded: bool,
     ) -> Poll<Option<Result<Message, Error>>> {
         if let Some(ready) = self.take_message() {
             return Poll::Ready(ready);
@@ -503,7 +431,7 @@ impl State {
         if let Some(ready) = self.take_message() {
             return Poll::Ready(ready);
         }
-        self.hub.register_reader(cx.waker(), guarded);
+        self.hub.register_reader(cx.waker());
         Poll::Pending
     }
 
@@ -575,11 +503,7 @@ impl State {
     }
 
     /// Ready when `send` may queue a message.
-    pub(crate) fn poll_send_ready(
-        &mut self,
-        cx: &mut Context<'_>,
-        guarded: bool,
-    ) -> Poll<Result<(), Error>> {
+    pub(crate) fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.is_closing() {
             return Poll::Ready(Err(self.closed_error()));
         }
@@ -595,7 +519,7 @@ impl State {
         if !self.queue_full() {
             return Poll::Ready(Ok(()));
         }
-        self.hub.register_writer(cx.waker(), guarded);
+        self.hub.register_writer(cx.waker());
         Poll::Pending
     }
 
@@ -652,11 +576,7 @@ impl State {
     }
 
     /// Ready once everything queued so far is written and flushed.
-    pub(crate) fn poll_flush(
-        &mut self,
-        cx: &mut Context<'_>,
-        guarded: bool,
-    ) -> Poll<Result<(), Error>> {
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.done {
             return if self.conn.wants_write() {
                 Poll::Ready(Err(self.closed_error()))
@@ -672,7 +592,7 @@ impl State {
         if self.done {
             return Poll::Ready(Err(self.closed_error()));
         }
-        self.hub.register_writer(cx.waker(), guarded);
+        self.hub.register_writer(cx.waker());
         Poll::Pending
     }
 

@@ -3,7 +3,7 @@
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use sonar_core::{CloseCode, CloseFrame, Message};
 use sonar_keepalive::{Pinger, RttStats};
 
 use crate::Error;
-use crate::conn::{Inner, Mode, Wait, WaitGuard};
+use crate::conn::{Inner, Mode};
 use crate::shared::{CloseStatus, Stats};
 
 /// One WebSocket connection, as the application sees it.
@@ -171,14 +171,7 @@ impl WebSocket {
 impl WsReader {
     /// Receives the next message (see [`WebSocket::recv`]).
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        let inner = &self.inner;
-        let mut guard = WaitGuard::new(&inner.hub, Wait::Reader);
-        poll_fn(|cx| {
-            let r = inner.lock().poll_recv(cx, true);
-            guard.waiting = r.is_pending();
-            r
-        })
-        .await
+        poll_fn(|cx| self.inner.lock().poll_recv(cx)).await
     }
 
     /// How the connection ended, once it has.
@@ -191,7 +184,7 @@ impl Stream for WsReader {
     type Item = Result<Message, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.lock().poll_recv(cx, false)
+        self.inner.lock().poll_recv(cx)
     }
 }
 
@@ -206,26 +199,12 @@ impl WsWriter {
     /// Queues a message and writes it (see [`WebSocket::send`]).
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         let mut message = Some(message.into());
-        let inner = &self.inner;
-        let mut guard = WaitGuard::new(&inner.hub, Wait::Writer);
         poll_fn(|cx| {
-            let mut st = inner.lock();
-            match st.poll_send_ready(cx, true) {
-                Poll::Pending => {
-                    guard.waiting = true;
-                    Poll::Pending
-                }
-                Poll::Ready(Err(e)) => {
-                    guard.waiting = false;
-                    Poll::Ready(Err(e))
-                }
-                Poll::Ready(Ok(())) => {
-                    guard.waiting = false;
-                    match message.take() {
-                        Some(m) => Poll::Ready(st.send(m, cx)),
-                        None => Poll::Ready(Ok(())),
-                    }
-                }
+            let mut st = self.inner.lock();
+            ready!(st.poll_send_ready(cx))?;
+            match message.take() {
+                Some(m) => Poll::Ready(st.send(m, cx)),
+                None => Poll::Ready(Ok(())),
             }
         })
         .await
@@ -281,14 +260,7 @@ impl WsWriter {
 
     /// Waits until everything queued so far is written and flushed.
     pub async fn flush(&mut self) -> Result<(), Error> {
-        let inner = &self.inner;
-        let mut guard = WaitGuard::new(&inner.hub, Wait::Writer);
-        poll_fn(|cx| {
-            let r = inner.lock().poll_flush(cx, true);
-            guard.waiting = r.is_pending();
-            r
-        })
-        .await
+        poll_fn(|cx| self.inner.lock().poll_flush(cx)).await
     }
 
     /// Sends a ping and resolves to its round-trip time (see [`WebSocket::ping`]).
@@ -326,7 +298,7 @@ impl Sink<Message> for WsWriter {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.inner.lock().poll_send_ready(cx, false)
+        self.inner.lock().poll_send_ready(cx)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
