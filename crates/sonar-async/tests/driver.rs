@@ -189,22 +189,7 @@ async fn transport_eof_without_close_is_an_abnormal_closure() {
 async fn recv_returns_the_first_large_message_before_reading_all_input() {
     const SIZE: usize = 64 * 1024;
     const COUNT: usize = 8;
-    let (a, mut b) = duplex(4 * 1024 * 1024);
-    let server = tokio::spawn(async move {
-        let head = read_head(&mut b).await;
-        let out = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-            accept_for(&head)
-        );
-        b.write_all(out.as_bytes()).await.unwrap();
-        b
-    });
-    let req = sonar_async::ClientRequest::new("localhost", "/");
-    let (mut ws, driver, _) = sonar_async::client(TokioIo::new(a), req, Config::default(), timer())
-        .await
-        .unwrap();
-    tokio::spawn(driver);
-    let mut peer = server.await.unwrap();
+    let (mut ws, mut peer, _driver) = support::raw_client(Config::default(), 4 * 1024 * 1024).await;
     let mut burst = Vec::new();
     for i in 0..COUNT {
         burst.extend(FrameBuilder::binary(&vec![i as u8; SIZE]).build());

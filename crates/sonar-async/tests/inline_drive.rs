@@ -14,12 +14,12 @@ use futures_util::{SinkExt, StreamExt};
 use sonar_async::{CloseCode, Config, Error, Message, WebSocket};
 use sonar_core::testing::FrameBuilder;
 use sonar_tokio::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 mod support;
-use support::{accept_for, pair, read_frame, read_head, timer};
+use support::{pair, raw_client, raw_client_with, read_frame, timer};
 
 /// Guard for virtual-time tests (virtual seconds cost nothing).
 const LIMIT: Duration = Duration::from_secs(300);
@@ -34,43 +34,6 @@ fn quiet() -> Config {
         .with_pong_timeout(None);
     cfg.keepalive.write_stall_timeout = None;
     cfg
-}
-
-/// A sonar client connected to a raw, scripted server over a pipe of `capacity` bytes per
-/// direction; the driver is spawned and its handle returned (abort it to drop the driver).
-async fn raw_client(
-    cfg: Config,
-    capacity: usize,
-) -> (WebSocket, DuplexStream, JoinHandle<Result<(), Error>>) {
-    raw_client_with(cfg, capacity, |a| a).await
-}
-
-/// [`raw_client`] over a wrapped transport (see [`Counted`]).
-async fn raw_client_with<T>(
-    cfg: Config,
-    capacity: usize,
-    wrap: impl FnOnce(DuplexStream) -> T,
-) -> (WebSocket, DuplexStream, JoinHandle<Result<(), Error>>)
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (a, mut b) = duplex(capacity);
-    let a = wrap(a);
-    let server = tokio::spawn(async move {
-        let head = read_head(&mut b).await;
-        let out = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-            accept_for(&head)
-        );
-        b.write_all(out.as_bytes()).await.unwrap();
-        b
-    });
-    let req = sonar_async::ClientRequest::new("localhost", "/");
-    let (ws, driver, _) = sonar_async::client(TokioIo::new(a), req, cfg, timer())
-        .await
-        .unwrap();
-    let handle = tokio::spawn(driver);
-    (ws, server.await.unwrap(), handle)
 }
 
 /// Reads frames until one with first byte `b0` comes; returns it and the number of Text

@@ -10,9 +10,10 @@
 
 use std::sync::Arc;
 
-use sonar_async::{Config, WebSocket};
+use sonar_async::{Config, Error, WebSocket};
 use sonar_tokio::{TokioIo, TokioTimer};
-use tokio::io::{AsyncReadExt, DuplexStream, duplex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+use tokio::task::JoinHandle;
 
 pub fn timer() -> Arc<dyn sonar_async::Timer> {
     Arc::new(TokioTimer)
@@ -86,4 +87,41 @@ pub fn accept_for(head: &str) -> String {
         })
         .expect("request has a key");
     sonar_handshake::accept_key(key.trim().as_bytes())
+}
+
+/// A sonar client connected to a raw, scripted server over a pipe of `capacity` bytes per
+/// direction; the driver is spawned and its handle returned (abort it to drop the driver).
+pub async fn raw_client(
+    cfg: Config,
+    capacity: usize,
+) -> (WebSocket, DuplexStream, JoinHandle<Result<(), Error>>) {
+    raw_client_with(cfg, capacity, |a| a).await
+}
+
+/// [`raw_client`] over a wrapped transport (a test's wrapper, for example one that counts polls).
+pub async fn raw_client_with<T>(
+    cfg: Config,
+    capacity: usize,
+    wrap: impl FnOnce(DuplexStream) -> T,
+) -> (WebSocket, DuplexStream, JoinHandle<Result<(), Error>>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (a, mut b) = duplex(capacity);
+    let a = wrap(a);
+    let server = tokio::spawn(async move {
+        let head = read_head(&mut b).await;
+        let out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            accept_for(&head)
+        );
+        b.write_all(out.as_bytes()).await.unwrap();
+        b
+    });
+    let req = sonar_async::ClientRequest::new("localhost", "/");
+    let (ws, driver, _) = sonar_async::client(TokioIo::new(a), req, cfg, timer())
+        .await
+        .unwrap();
+    let handle = tokio::spawn(driver);
+    (ws, server.await.unwrap(), handle)
 }
