@@ -450,18 +450,34 @@ impl State {
             return Some(Some(Ok(m)));
         }
         if self.inbox_ended || self.done {
-            return Some(self.end_of_messages());
+            return self.end_of_messages();
         }
         None
     }
 
-    fn end_of_messages(&mut self) -> Option<Result<Message, Error>> {
+    /// After the last message: the error that ended the input (at once, so the application
+    /// learns of a failure while the failing Close is still going out), then the end of the
+    /// stream, but only once the connection is over, so that its close status is known when
+    /// the stream ends. `None` while the end is not there yet.
+    fn end_of_messages(&mut self) -> Option<Option<Result<Message, Error>>> {
         self.mark_reader_done();
-        if self.error_returned {
-            return None;
+        if !self.error_returned
+            && let Some(e) = self.error_now()
+        {
+            self.error_returned = true;
+            return Some(Some(Err(e)));
         }
-        self.error_returned = true;
-        self.error_now().map(Err)
+        if self.done {
+            self.error_returned = true;
+            return Some(None);
+        }
+        None
+    }
+
+    /// A waiting `recv` has something to return: a message, or the error that ended the
+    /// input (the end of the stream itself waits for `done`).
+    fn reader_ready(&self) -> bool {
+        !self.inbox.is_empty() || (self.inbox_ended && !self.error_returned)
     }
 
     /// The application read to the end (or dropped its reader): a failing connection need
@@ -529,7 +545,7 @@ impl State {
         if self.is_closing() {
             return Err(self.closed_error());
         }
-        self.conn.send(message).map_err(Error::Send)?;
+        self.conn.send(message).map_err(|e| self.refused(e))?;
         self.stats.messages_out += 1;
         self.queued += 1;
         self.after_queue(cx);
@@ -541,7 +557,7 @@ impl State {
         if self.done {
             return Err(self.closed_error());
         }
-        self.conn.pong(payload).map_err(Error::Send)?;
+        self.conn.pong(payload).map_err(|e| self.refused(e))?;
         self.after_queue(cx);
         Ok(())
     }
@@ -605,14 +621,30 @@ impl State {
         Poll::Pending
     }
 
+    /// What `close` reports once the connection has closed: only a close that timed out is
+    /// an error (closing a connection that already failed or ended is not).
+    pub(crate) fn close_result(&self) -> Result<(), Error> {
+        match self.error_now() {
+            Some(Error::CloseTimeout) => Err(Error::CloseTimeout),
+            _ => Ok(()),
+        }
+    }
+
+    /// Why the codec refused to queue a frame: the connection's failure if it has failed
+    /// (one rule for every call), else the codec's reason.
+    fn refused(&self, e: sonar_core::SendError) -> Error {
+        self.error_now().unwrap_or(Error::Send(e))
+    }
+
     pub(crate) fn closed_error(&self) -> Error {
         self.error_now().unwrap_or(Error::ConnectionClosed)
     }
 
-    /// The error that ended the connection (or ended its input), if any.
+    /// The error that ended the connection (or ended its input), if any: the first failure,
+    /// reported by every call from the moment it happened.
     pub(crate) fn error_now(&self) -> Option<Error> {
         let ending = self.ending.as_deref()?;
-        if let Some(e) = &ending.early_error {
+        if let Some(e) = ending.early_error.as_ref().or(ending.error.as_ref()) {
             return Some(e.clone());
         }
         match ending.outcome.as_ref()? {
@@ -689,10 +721,8 @@ impl State {
                 progress |= self.commit_failure(now);
             }
             progress |= self.write(&mut cx, now);
-            if mode == Mode::Write {
-                // A ping written just now starts its RTT clock now, not at the next read.
-                progress |= self.pump_events(now);
-            }
+            // A ping written just now starts its RTT clock now, before anything more is read.
+            progress |= self.pump_events(now);
             // After the peer's EOF nothing more can arrive: once what we owe it is written
             // (and the application has taken every message), the connection is over.
             let drained = self.read_eof && !self.read_paused && !self.input_dirty;
@@ -758,7 +788,7 @@ impl State {
                 wake.append(&mut w.writers);
                 wake.append(&mut w.closed);
             } else {
-                if !self.inbox.is_empty() || self.inbox_ended {
+                if self.reader_ready() {
                     wake.extend(w.reader.take());
                 }
                 if !w.writers.is_empty() && (!self.queue_full() || self.closing) {
@@ -830,10 +860,15 @@ impl State {
                     let result = match self.ka.user_ping(now, req.payload()) {
                         Ok((id, payload)) => match self.send_ping(payload.as_ref()) {
                             Ok(()) => Ok(id),
-                            Err(_) => {
+                            Err(e) => {
                                 // Free the user slot the refused ping would hold.
                                 self.ka.cancel_ping(id);
-                                Err(sonar_keepalive::PingError::NotOpen)
+                                Err(match e {
+                                    sonar_core::SendError::QueueFull => {
+                                        sonar_keepalive::PingError::TooManyOutstandingPings
+                                    }
+                                    _ => sonar_keepalive::PingError::NotOpen,
+                                })
                             }
                         },
                         Err(e) => Err(e),
@@ -914,12 +949,17 @@ impl State {
                     self.ka.handle(now, Input::PingReceived);
                     self.deadline_dirty = true;
                 }
+                // A round trip is measured between two clock readings taken when each end
+                // happens, not the one reading of this drive: a pong read in the same drive
+                // as the write of its ping must not measure zero.
                 Event::Pong(p) => {
-                    self.ka.handle(now, Input::PongReceived(&p));
+                    let at = self.now();
+                    self.ka.handle(at, Input::PongReceived(&p));
                     self.deadline_dirty = true;
                 }
                 Event::PingSent(p) => {
-                    self.ka.handle(now, Input::PingWrittenPayload(&p));
+                    let at = self.now();
+                    self.ka.handle(at, Input::PingWrittenPayload(&p));
                     self.deadline_dirty = true;
                 }
                 Event::CloseReceived(frame) => {
@@ -962,11 +1002,15 @@ impl State {
 
     /// Reads from the transport while the application keeps up.
     fn read(&mut self, cx: &mut Context<'_>, now: Duration) -> bool {
+        // After a protocol error input stops while its Close is held back; once the Close is
+        // committed, reading goes on (the codec discards the bytes) to see the peer's end of
+        // stream, so a failed client connection ends when the server closes, not at the close
+        // timeout.
         if self.read_eof
             || self.read_paused
             || self.input_dirty
             || self.shutting_down
-            || self.fail_deadline.is_some()
+            || (self.fail_deadline.is_some() && self.conn.failure_pending())
         {
             return false;
         }
@@ -1133,8 +1177,11 @@ impl State {
         let outcome = match self.ending().error.take() {
             Some(e) => Outcome::Failed(e, Some(status)),
             None if self.peer_close().is_some() => Outcome::Closed(status),
-            // The codec closed the transport without the peer's Close: our Close timed out.
-            None if self.shutting_down => Outcome::Failed(Error::CloseTimeout, Some(status)),
+            // The codec closed the transport without the peer's Close or its end of stream:
+            // our Close timed out.
+            None if self.shutting_down && !self.read_eof => {
+                Outcome::Failed(Error::CloseTimeout, Some(status))
+            }
             // The transport ended without a closing handshake (1006).
             None => Outcome::Failed(Error::AbnormalClosure, Some(status)),
         };

@@ -10,15 +10,20 @@ use sonar_keepalive::{DeadReason, PingError};
 /// Why a connection failed, or why an operation on it could not be done.
 ///
 /// The error that ended a connection is shared by all of its handles, so it is cheap to
-/// clone (an I/O error is kept behind an `Arc`).
+/// clone (an I/O error is kept behind an `Arc`). Once a connection has failed, every call on
+/// it reports that same error.
+///
+/// `Display` names what failed, and the cause is the [`source`](std::error::Error::source)
+/// (never both, so a chain printed with `anyhow`'s `{:#}` names each cause once): print
+/// the chain to see, for example, `i/o error: Connection refused (os error 111)`.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The transport failed.
-    #[error("i/o error: {0}")]
+    #[error("i/o error")]
     Io(#[source] Arc<io::Error>),
     /// The peer broke the protocol; the connection was failed with the error's close code.
-    #[error("protocol error: {0}")]
+    #[error("protocol error")]
     Protocol(#[source] ProtocolError),
     /// Keepalive declared the peer dead (no pong in time, or the transport took no bytes).
     #[error("keepalive: {0}")]
@@ -34,7 +39,7 @@ pub enum Error {
     #[error("closing handshake timed out")]
     CloseTimeout,
     /// The server refused or botched the upgrade (client side).
-    #[error("handshake failed: {0}")]
+    #[error("opening handshake failed")]
     Handshake(#[source] ClientError),
     /// The client's upgrade request was refused with an HTTP error (server side).
     #[error("upgrade request rejected with status {}", .0.status)]
@@ -43,13 +48,13 @@ pub enum Error {
     #[error("connection closed during the opening handshake")]
     HandshakeEof,
     /// The operation was refused by the protocol state (for example a message after Close).
-    #[error("{0}")]
+    #[error("message refused")]
     Send(#[source] SendError),
     /// A ping could not be sent or answered.
-    #[error("ping: {0}")]
+    #[error("ping failed")]
     Ping(#[source] PingError),
     /// The URL is not a valid `ws://` or `wss://` URL.
-    #[error("invalid url: {0}")]
+    #[error("invalid url")]
     Url(#[source] UrlError),
     /// The host of a `wss://` URL is not a valid TLS server name.
     #[error("invalid tls server name")]

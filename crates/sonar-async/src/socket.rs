@@ -13,7 +13,7 @@ use sonar_core::{CloseCode, CloseFrame, Message};
 use sonar_keepalive::{Pinger, RttStats};
 
 use crate::Error;
-use crate::conn::{Inner, Mode};
+use crate::conn::Inner;
 use crate::shared::{CloseStatus, Stats};
 
 /// One WebSocket connection, as the application sees it.
@@ -247,10 +247,7 @@ impl WsWriter {
             st.poll_closed(cx)
         })
         .await;
-        match self.inner.lock().error_now() {
-            Some(Error::CloseTimeout) => Err(Error::CloseTimeout),
-            _ => Ok(()),
-        }
+        self.inner.lock().close_result()
     }
 
     /// Waits until the connection has finished (see [`WebSocket::closed`]).
@@ -276,9 +273,13 @@ impl WsWriter {
             .map_err(|e| self.ping_error(e))
     }
 
+    /// A ping that could not be sent or answered because the connection is not open reports
+    /// why: the connection's failure if it failed (as every other call does), else
+    /// [`Error::ConnectionClosed`].
     fn ping_error(&self, e: sonar_keepalive::PingError) -> Error {
+        use sonar_keepalive::PingError::{ConnectionClosed, NotOpen};
         match e {
-            sonar_keepalive::PingError::ConnectionClosed => self.inner.lock().closed_error(),
+            ConnectionClosed | NotOpen => self.inner.lock().closed_error(),
             e => Error::Ping(e),
         }
     }
@@ -306,13 +307,14 @@ impl Sink<Message> for WsWriter {
         self.inner.lock().send(item, &mut cx)
     }
 
+    /// Ready once every message sent so far is written to the transport and flushed (as
+    /// [`WsWriter::flush`]), so `SinkExt::send` resolves when its message is on the wire.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        // Write what the transport takes now; the rest belongs to the connection, which
-        // writes it as fast as the transport takes it (`WsWriter::flush` waits for that).
-        self.inner.lock().drive(Mode::Write, cx);
-        Poll::Ready(Ok(()))
+        self.inner.lock().poll_flush(cx)
     }
 
+    /// Starts the closing handshake (1000) and is ready once the connection has closed, as
+    /// [`WsWriter::close`]: `Err(Error::CloseTimeout)` if the peer did not answer in time.
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let start = !self.close_started;
         self.close_started = true;
@@ -320,7 +322,8 @@ impl Sink<Message> for WsWriter {
         if start {
             st.close(Some(CloseFrame::new(CloseCode::NORMAL)), cx);
         }
-        st.poll_closed(cx).map(Ok)
+        ready!(st.poll_closed(cx));
+        Poll::Ready(st.close_result())
     }
 }
 

@@ -94,18 +94,22 @@ pub(crate) fn describe(e: &Error) -> String {
                 .trim_end()
                 .to_owned()
         }
-        Error::Handshake(other) => format!("handshake failed: {other}"),
-        Error::Keepalive(reason) => {
-            let reason = reason.to_string();
-            if reason.contains("keepalive") {
-                format!("connection lost: {reason}")
-            } else {
-                format!("connection lost (keepalive): {reason}")
-            }
-        }
-        Error::Io(io) => format!("i/o error: {io}"),
-        other => other.to_string(),
+        Error::Keepalive(reason) => format!("connection lost (keepalive): {reason}"),
+        other => chain(other),
     }
+}
+
+/// An error and its causes on one line, `error: cause: cause` (each error's `Display`
+/// names only itself; its cause is its `source`).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
 }
 
 fn print(message: &Message) {

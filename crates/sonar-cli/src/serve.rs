@@ -177,7 +177,7 @@ async fn connection<R: Runtime>(
 fn describe(e: &Error) -> String {
     match e {
         Error::Keepalive(reason) => reason.to_string(),
-        other => other.to_string(),
+        other => crate::client::chain(other),
     }
 }
 

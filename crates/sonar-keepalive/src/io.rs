@@ -58,13 +58,14 @@ pub enum Input<'a> {
 pub enum DeadReason {
     /// No pong (and, after the ping was written, no inbound byte) for `pong_timeout` (K-6, K-15).
     PongTimeout {
-        /// When the keepalive ping was written.
-        ping_written_at: Duration,
+        /// How long keepalive waited for the pong after the ping was written.
+        waited: Duration,
     },
     /// Output was pending and the transport accepted nothing for `write_stall_timeout` (K-13).
     WriteStalled {
-        /// The last write progress (or when output became pending).
-        since: Duration,
+        /// How long the transport took no bytes (since the last write progress, or since
+        /// output became pending).
+        waited: Duration,
     },
     /// More inbound pings than the flood guard allows in one window (K-22).
     PingFlood {
@@ -74,6 +75,10 @@ pub enum DeadReason {
         window: Duration,
     },
 }
+
+/// The smallest round-trip time ever reported: a pong read at the same clock reading as
+/// its ping was written (a coarse or virtual clock) measures one nanosecond, never zero.
+pub const MIN_RTT: Duration = Duration::from_nanos(1);
 
 /// Close code 1011 (Internal Error), sent best-effort on a keepalive death (K-16, D-5).
 pub const CLOSE_CODE_KEEPALIVE: u16 = 1011;
@@ -92,8 +97,9 @@ impl DeadReason {
     /// ```
     /// use sonar_keepalive::DeadReason;
     /// use core::time::Duration;
-    /// let r = DeadReason::PongTimeout { ping_written_at: Duration::ZERO };
+    /// let r = DeadReason::PongTimeout { waited: Duration::from_secs(20) };
     /// assert_eq!((r.close_code(), r.close_reason()), (1011, "keepalive ping timeout"));
+    /// assert_eq!(r.to_string(), "no pong for 20s after a ping");
     /// ```
     pub const fn close_code(&self) -> u16 {
         match self {
@@ -112,9 +118,19 @@ impl DeadReason {
     }
 }
 
+/// What happened, with the time waited (the close reason sent to the peer is
+/// [`DeadReason::close_reason`]).
 impl core::fmt::Display for DeadReason {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.close_reason())
+        match self {
+            Self::PongTimeout { waited } => write!(f, "no pong for {waited:?} after a ping"),
+            Self::WriteStalled { waited } => {
+                write!(f, "the transport took no bytes for {waited:?}")
+            }
+            Self::PingFlood { pings, window } => {
+                write!(f, "ping flood: {pings} pings within {window:?}")
+            }
+        }
     }
 }
 

@@ -105,7 +105,7 @@ pub use error::PingError;
 pub use io::{
     CLOSE_CODE_KEEPALIVE, CLOSE_CODE_PING_FLOOD, CLOSE_REASON_PING_FLOOD,
     CLOSE_REASON_PONG_TIMEOUT, CLOSE_REASON_WRITE_STALLED, DeadReason, Input, KeepaliveStats,
-    Output, PingId, RttSample, RttStats,
+    MIN_RTT, Output, PingId, RttSample, RttStats,
 };
 pub use machine::KeepAlive;
 pub use payload::{MAX_PAYLOAD_LEN, Payload};

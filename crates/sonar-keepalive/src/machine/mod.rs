@@ -4,8 +4,8 @@ use alloc::collections::VecDeque;
 use core::time::Duration;
 
 use crate::{
-    DeadReason, Heartbeat, Input, KeepaliveConfig, KeepaliveStats, Output, Payload, PingError,
-    PingId, PingStrategy, PongMatch, RttSample, RttStats,
+    DeadReason, Heartbeat, Input, KeepaliveConfig, KeepaliveStats, MIN_RTT, Output, Payload,
+    PingError, PingId, PingStrategy, PongMatch, RttSample, RttStats,
 };
 
 #[cfg(all(test, not(loom)))]
@@ -268,7 +268,7 @@ impl KeepAlive {
         {
             self.phase = Phase::Closing;
             return Some(Output::Dead(DeadReason::WriteStalled {
-                since: self.last_write_progress,
+                waited: now.saturating_sub(self.last_write_progress),
             }));
         }
         if let Some((deadline, written)) = self.pong_deadline()
@@ -276,7 +276,7 @@ impl KeepAlive {
         {
             self.phase = Phase::Closing;
             return Some(Output::Dead(DeadReason::PongTimeout {
-                ping_written_at: written,
+                waited: now.saturating_sub(written),
             }));
         }
         if let Some(due) = self.ping_due()
@@ -391,7 +391,7 @@ impl KeepAlive {
             // FIFO acknowledgement (K-9): the match and every earlier ping.
             let mut matched_rtt = Duration::ZERO;
             for (n, e) in self.outstanding.drain(..=i).enumerate() {
-                let latency = now.saturating_sub(e.sent_at());
+                let latency = now.saturating_sub(e.sent_at()).max(MIN_RTT);
                 match e.kind {
                     Kind::User => {
                         self.stats.pings_acked = self.stats.pings_acked.saturating_add(1);

@@ -7,7 +7,7 @@ use core::time::Duration;
 use proptest::prelude::*;
 
 use crate::{
-    DeadReason, Heartbeat, Input, KeepAlive, KeepaliveConfig, Output, Payload, PingError,
+    DeadReason, Heartbeat, Input, KeepAlive, KeepaliveConfig, MIN_RTT, Output, Payload, PingError,
     PingFloodGuard, PingId, PingStrategy, PongMatch, RttSample, RttStats,
 };
 
@@ -149,9 +149,7 @@ fn t41_pong_timeout() {
     ka.handle(at(20_000), Input::PingWritten(id));
     assert_eq!(ka.poll(at(39_999)), None);
     assert_eq!(ka.next_deadline(), Some(at(40_000)));
-    let reason = DeadReason::PongTimeout {
-        ping_written_at: at(20_000),
-    };
+    let reason = DeadReason::PongTimeout { waited: ms(20_000) };
     assert_eq!(ka.poll(at(40_000)), Some(Output::Dead(reason)));
     // Server role: `88 18 03 f3` + "keepalive ping timeout".
     let mut expected = vec![0x88, 0x18, 0x03, 0xf3];
@@ -185,9 +183,7 @@ fn t42_inbound_bytes_push_the_pong_deadline() {
     assert_eq!(ka.next_deadline(), Some(at(65_000)));
     assert_eq!(
         ka.poll(at(65_000)),
-        Some(Output::Dead(DeadReason::PongTimeout {
-            ping_written_at: at(20_000)
-        }))
+        Some(Output::Dead(DeadReason::PongTimeout { waited: ms(45_000) }))
     );
 }
 
@@ -224,9 +220,7 @@ fn t43_truncated_pong_lenient_and_strict() {
     assert_eq!(ka.poll(at(40_999)), None);
     assert_eq!(
         ka.poll(at(41_000)),
-        Some(Output::Dead(DeadReason::PongTimeout {
-            ping_written_at: at(20_000)
-        }))
+        Some(Output::Dead(DeadReason::PongTimeout { waited: ms(21_000) }))
     );
 }
 
@@ -243,6 +237,27 @@ fn t44_unsolicited_pongs() {
     assert_eq!(ka.rtt(), None);
     assert_eq!(ka.stats().unmatched_pongs, 2);
     assert_eq!(ka.stats().pongs_received, 2);
+}
+
+#[test]
+fn rtt_is_never_zero_when_the_pong_reads_the_same_clock_as_the_ping() {
+    // A coarse or virtual clock can read the same instant for the write and the pong: the
+    // round trip is reported as the smallest RTT, for the user's ping and in the stats.
+    let mut ka = open();
+    let (id, p) = ka.user_ping(at(1_000), None).unwrap();
+    ka.handle(at(1_000), Input::PingWritten(id));
+    ka.handle(at(1_000), Input::PongReceived(&p));
+    assert_eq!(
+        drain(&mut ka, at(1_000)),
+        vec![
+            Output::PingAcked {
+                id,
+                latency: MIN_RTT
+            },
+            same_rtt(MIN_RTT)
+        ]
+    );
+    assert_eq!(ka.rtt().map(|r| r.min), Some(MIN_RTT));
 }
 
 #[test]
@@ -353,9 +368,11 @@ fn t49_write_stall() {
     assert_eq!(ka.next_deadline(), Some(at(30_000)));
     assert_eq!(
         ka.poll(at(30_000)),
-        Some(Output::Dead(DeadReason::WriteStalled { since: at(10_000) }))
+        Some(Output::Dead(DeadReason::WriteStalled {
+            waited: ms(20_000)
+        }))
     );
-    let reason = DeadReason::WriteStalled { since: at(10_000) };
+    let reason = DeadReason::WriteStalled { waited: ms(20_000) };
     assert_eq!(reason.close_code(), 1011);
     assert_eq!(reason.close_reason(), "keepalive write stalled");
 }
@@ -401,9 +418,7 @@ fn t51_read_pause_suspends_the_pong_timeout() {
     assert_eq!(ka.poll(at(69_999)), None);
     assert_eq!(
         ka.poll(at(70_000)),
-        Some(Output::Dead(DeadReason::PongTimeout {
-            ping_written_at: at(20_000)
-        }))
+        Some(Output::Dead(DeadReason::PongTimeout { waited: ms(50_000) }))
     );
 }
 
@@ -422,9 +437,9 @@ fn t52_clock_going_backwards() {
     assert_eq!(ka.poll(s(119)), None);
     let (id, p) = expect_ping(&mut ka, s(120));
     ka.handle(s(120), Input::PingWritten(id));
-    // A pong "before" the write measures 0, not a panic or a huge value.
+    // A pong "before" the write measures the smallest RTT, not zero, a panic or a huge value.
     ka.handle(s(110), Input::PongReceived(&p));
-    assert_eq!(drain(&mut ka, s(110)), vec![same_rtt(Duration::ZERO)]);
+    assert_eq!(drain(&mut ka, s(110)), vec![same_rtt(MIN_RTT)]);
 }
 
 #[test]
