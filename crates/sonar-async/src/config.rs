@@ -102,6 +102,12 @@ impl Config {
         self
     }
 
+    /// Sets how many bytes of encoded frames may wait for the transport before `send`
+    /// waits (and `try_send` hands the message back).
+    pub fn with_write_buffer(mut self, bytes: usize) -> Self {
+        self.write_buffer = bytes.max(1);
+        self
+    }
     /// Sets the TLS client configuration used for `wss://`.
     #[cfg(feature = "rustls")]
     pub fn with_tls(mut self, tls: std::sync::Arc<crate::tls::rustls::ClientConfig>) -> Self {

@@ -514,7 +514,11 @@ impl State {
         self.hub.wake_keeper();
     }
 
-    fn queue_full(&self) -> bool {
+    pub(crate) fn buffered_amount(&self) -> usize {
+        self.conn.outbound_len()
+    }
+
+    pub(crate) fn queue_full(&self) -> bool {
         self.conn.outbound_len() >= self.write_buffer || self.queued >= self.write_queue
     }
 

@@ -16,6 +16,27 @@ use sonar_keepalive::{DeadReason, PingError};
 /// `Display` names what failed, and the cause is the [`source`](std::error::Error::source)
 /// (never both, so a chain printed with `anyhow`'s `{:#}` names each cause once): print
 /// the chain to see, for example, `i/o error: Connection refused (os error 111)`.
+///
+/// How a connection ended, as the application sees it:
+///
+/// ```no_run
+/// use sonar_async::{Error, WebSocket};
+/// # async fn demo(mut ws: WebSocket) {
+/// loop {
+///     match ws.recv().await {
+///         Some(Ok(message)) => println!("{message:?}"),
+///         // A clean close: the closing handshake completed; the status says who and why.
+///         None => break println!("closed: {:?}", ws.close_status()),
+///         // The peer stopped answering pings (or the transport stalled).
+///         Some(Err(e @ Error::Keepalive(_))) => break println!("peer is gone: {e}"),
+///         // The peer went away without a Close (FIN, reset): routine on a server.
+///         Some(Err(e)) if e.is_disconnect() => break println!("disconnected: {e}"),
+///         // A protocol violation (the Close sent said which: `e.close_code()`), an I/O error.
+///         Some(Err(e)) => break println!("failed: {e} ({:?})", e.close_code()),
+///     }
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -76,6 +97,31 @@ impl Error {
         )
     }
 
+    /// True if the peer went away without a closing handshake: the transport ended (FIN
+    /// without a Close frame, [`Error::AbnormalClosure`]), was reset or broke, including
+    /// during the opening handshake. Usually not worth more than a debug log line on a server.
+    ///
+    /// ```
+    /// use sonar_async::Error;
+    /// let reset = Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+    /// assert!(reset.is_disconnect());
+    /// assert!(Error::AbnormalClosure.is_disconnect());
+    /// assert!(!Error::CloseTimeout.is_disconnect());
+    /// ```
+    pub fn is_disconnect(&self) -> bool {
+        use io::ErrorKind::{
+            BrokenPipe, ConnectionAborted, ConnectionReset, NotConnected, UnexpectedEof,
+        };
+        match self {
+            Error::AbnormalClosure | Error::HandshakeEof => true,
+            Error::Io(e) => matches!(
+                e.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected | UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+
     /// The close code that this side sent (or would have sent) because of this error, if any.
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {
@@ -83,6 +129,12 @@ impl Error {
             Error::Keepalive(reason) => CloseCode::new(reason.close_code()),
             _ => None,
         }
+    }
+}
+
+impl From<UrlError> for Error {
+    fn from(e: UrlError) -> Self {
+        Error::Url(e)
     }
 }
 

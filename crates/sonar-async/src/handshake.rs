@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use futures_io::{AsyncRead, AsyncWrite};
 use sonar_core::{Connection, Role};
 use sonar_handshake::{
-    Accepted, ClientHandshake, ClientRequest, Rejection, Request, ServerHandshake,
+    Accepted, ClientHandshake, ClientRequest, Rejection, Request as UpgradeRequest, ServerHandshake,
 };
 use sonar_keepalive::ping_channel;
 
@@ -74,7 +74,7 @@ pub async fn server<T>(
     io: T,
     config: Config,
     timer: Arc<dyn Timer>,
-) -> Result<(WebSocket, Driver<T>, Request), Error>
+) -> Result<(WebSocket, Driver<T>, UpgradeRequest), Error>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -92,10 +92,10 @@ pub async fn server_with<T, F>(
     config: Config,
     timer: Arc<dyn Timer>,
     policy: F,
-) -> Result<(WebSocket, Driver<T>, Request), Error>
+) -> Result<(WebSocket, Driver<T>, UpgradeRequest), Error>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    F: FnOnce(&Request) -> Result<Option<String>, Rejection>,
+    F: FnOnce(&UpgradeRequest) -> Result<Option<String>, Rejection>,
 {
     let handshake_timeout = config.handshake_timeout;
     let work = async {

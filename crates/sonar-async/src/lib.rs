@@ -58,9 +58,12 @@ pub use runtime::{
     BoxFuture, Incoming, Listener, RefFuture, Runtime, accept_with, connect, connect_url,
 };
 pub use shared::{CloseStatus, Stats};
-pub use socket::{WebSocket, WsReader, WsWriter};
+pub use socket::{ReuniteError, TrySendError, WebSocket, WsReader, WsWriter};
 pub use timer::{Sleep, Timer};
 
-pub use sonar_core::{CloseCode, CloseFrame, Message, Role, Utf8Bytes};
-pub use sonar_handshake::{Accepted, ClientRequest, Rejection, Request};
-pub use sonar_keepalive::{DeadReason, RttStats};
+pub use sonar_core::{CloseCode, CloseFrame, Message, ProtocolError, Role, SendError, Utf8Bytes};
+pub use sonar_handshake::{
+    Accepted, ClientError, ClientRequest, RejectReason, Rejection, Request as UpgradeRequest,
+    StatusCode, UrlError,
+};
+pub use sonar_keepalive::{DeadReason, PingError, RttStats};

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_io::{AsyncRead, AsyncWrite};
-use sonar_handshake::{Accepted, ClientRequest, Rejection, Request};
+use sonar_handshake::{Accepted, ClientRequest, Rejection, Request as UpgradeRequest};
 
 use crate::{Config, Error, Timer, WebSocket};
 
@@ -126,9 +126,9 @@ impl<R: Runtime> Incoming<R> {
     pub fn upgrade_with<F>(
         self,
         policy: F,
-    ) -> impl Future<Output = Result<(WebSocket, Request), Error>>
+    ) -> impl Future<Output = Result<(WebSocket, UpgradeRequest), Error>>
     where
-        F: FnOnce(&Request) -> Result<Option<String>, Rejection>,
+        F: FnOnce(&UpgradeRequest) -> Result<Option<String>, Rejection>,
     {
         let Incoming { rt, tcp, config } = self;
         Box::pin(async move { accept_with(&rt, tcp, Config::clone(&config), policy).await })
@@ -141,9 +141,9 @@ impl<R: Runtime> Incoming<R> {
         self,
         acceptor: &crate::tls::TlsAcceptor,
         policy: F,
-    ) -> impl Future<Output = Result<(WebSocket, Request), Error>>
+    ) -> impl Future<Output = Result<(WebSocket, UpgradeRequest), Error>>
     where
-        F: FnOnce(&Request) -> Result<Option<String>, Rejection>,
+        F: FnOnce(&UpgradeRequest) -> Result<Option<String>, Rejection>,
     {
         let Incoming { rt, tcp, config } = self;
         Box::pin(async move {
@@ -215,11 +215,11 @@ pub async fn accept_with<R, T, F>(
     io: T,
     config: Config,
     policy: F,
-) -> Result<(WebSocket, Request), Error>
+) -> Result<(WebSocket, UpgradeRequest), Error>
 where
     R: Runtime,
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    F: FnOnce(&Request) -> Result<Option<String>, Rejection>,
+    F: FnOnce(&UpgradeRequest) -> Result<Option<String>, Rejection>,
 {
     let (ws, driver, req) = crate::server_with(io, config, rt.timer(), policy).await?;
     spawn_driver(rt, driver);

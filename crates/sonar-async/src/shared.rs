@@ -15,6 +15,26 @@ pub struct CloseStatus {
     pub by_peer: bool,
 }
 
+impl CloseStatus {
+    /// True for a normal end: code 1000 (normal), 1001 (going away, such as a closed
+    /// browser tab) or 1005 (a Close without a code), the codes Python `websockets` reports
+    /// as `ConnectionClosedOK`.
+    ///
+    /// ```
+    /// use sonar_async::{CloseCode, CloseStatus};
+    /// let status = CloseStatus { code: CloseCode::GOING_AWAY, reason: String::new(), by_peer: true };
+    /// assert!(status.is_normal());
+    /// ```
+    pub fn is_normal(&self) -> bool {
+        [
+            CloseCode::NORMAL,
+            CloseCode::GOING_AWAY,
+            CloseCode::NO_STATUS_RECEIVED,
+        ]
+        .contains(&self.code)
+    }
+}
+
 /// Counters of one connection, read with [`crate::WebSocket::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[non_exhaustive]

@@ -24,6 +24,21 @@ use crate::shared::{CloseStatus, Stats};
 /// `WebSocket` is a [`Stream`] of received messages and a [`Sink`] of messages to send, and
 /// has inherent async methods for the same.
 ///
+/// ```no_run
+/// use sonar_async::{Message, WebSocket};
+/// # async fn demo(mut ws: WebSocket) -> Result<(), sonar_async::Error> {
+/// ws.send(format!("hello at {:?}", std::time::SystemTime::now())).await?;
+/// while let Some(message) = ws.recv().await {
+///     match message? {
+///         Message::Text(text) => println!("text: {text}"),
+///         Message::Binary(data) => println!("{} bytes", data.len()),
+///     }
+/// }
+/// // The stream ended: the closing handshake is over and the status is known.
+/// println!("closed: {:?}", ws.close_status());
+/// # Ok(()) }
+/// ```
+///
 /// # Cancel safety
 /// [`recv`](Self::recv) is cancel safe: if its future is dropped (in a `select!`), no message
 /// is lost. [`send`](Self::send) is cancel safe too: a `send` cancelled while it waits for room
@@ -34,13 +49,36 @@ pub struct WebSocket {
     writer: WsWriter,
 }
 
-/// The receiving half of a [`WebSocket`] (see [`WebSocket::split`]).
+/// The receiving half of a [`WebSocket`] (see [`WebSocket::into_split`]), a [`Stream`] of
+/// messages.
+///
+/// ```no_run
+/// use futures_util::StreamExt;
+/// # async fn demo(ws: sonar_async::WebSocket) -> Result<(), sonar_async::Error> {
+/// let (mut reader, writer) = ws.into_split();
+/// while let Some(message) = reader.next().await {
+///     println!("{:?}", message?);
+/// }
+/// # drop(writer); Ok(()) }
+/// ```
 pub struct WsReader {
     inner: Arc<Inner>,
 }
 
-/// The sending half of a [`WebSocket`] (see [`WebSocket::split`]). Cloning it gives another
-/// sender to the same connection (for fan-out); all clones share one bounded queue.
+/// The sending half of a [`WebSocket`] (see [`WebSocket::into_split`]), a [`Sink`] of
+/// messages. Cloning it gives another sender to the same connection (for fan-out); all
+/// clones share one bounded queue. Every call takes the connection's lock for as long as
+/// it queues (and, when the transport takes it at once, writes) the message.
+///
+/// ```no_run
+/// # async fn demo(ws: sonar_async::WebSocket) -> Result<(), sonar_async::Error> {
+/// let (reader, writer) = ws.into_split();
+/// let mut ticker = writer.clone();
+/// // One task sends ticks while another answers the peer through `writer`.
+/// ticker.send("tick").await?;
+/// println!("{} bytes not yet written", ticker.buffered_amount());
+/// # drop((reader, writer)); Ok(()) }
+/// ```
 pub struct WsWriter {
     inner: Arc<Inner>,
     pinger: Pinger,
@@ -157,8 +195,23 @@ impl WebSocket {
         self.writer.inner.lock().close_status()
     }
 
-    /// Splits the connection into a reader and a writer that can be used from two tasks.
-    pub fn split(self) -> (WsReader, WsWriter) {
+    /// Splits the connection into its owned halves, reader first (as tokio's
+    /// `TcpStream::into_split`), to use from two tasks. [`WsReader::reunite`] puts them back
+    /// together. No lock is shared between the halves beyond the connection's own.
+    ///
+    /// `futures::StreamExt::split` works too, and gives `(sink, stream)` as with any
+    /// `Stream + Sink`; these halves keep `ping`, `rtt`, `close` and `try_send`, and the
+    /// writer is `Clone`.
+    ///
+    /// ```no_run
+    /// # async fn demo(ws: sonar_async::WebSocket) -> Result<(), sonar_async::Error> {
+    /// let (mut reader, mut writer) = ws.into_split();
+    /// while let Some(message) = reader.recv().await {
+    ///     writer.send(message?).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn into_split(self) -> (WsReader, WsWriter) {
         (self.reader, self.writer)
     }
 
@@ -172,6 +225,19 @@ impl WsReader {
     /// Receives the next message (see [`WebSocket::recv`]).
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
         poll_fn(|cx| self.inner.lock().poll_recv(cx)).await
+    }
+
+    /// Puts the halves of one connection back together (any writer of it will do, a clone
+    /// included); halves of two different connections are handed back in the error.
+    pub fn reunite(self, writer: WsWriter) -> Result<WebSocket, ReuniteError> {
+        if Arc::ptr_eq(&self.inner, &writer.inner) {
+            Ok(WebSocket {
+                reader: self,
+                writer,
+            })
+        } else {
+            Err(ReuniteError(self, writer))
+        }
     }
 
     /// How the connection ended, once it has.
@@ -208,6 +274,53 @@ impl WsWriter {
             }
         })
         .await
+    }
+
+    /// Queues a message without waiting: `Err(TrySendError::Full)` hands it back when the
+    /// write queue is full (the peer reads slower than it is sent to), and
+    /// `Err(TrySendError::Closed)` when the connection is closing or has failed. Queued
+    /// messages are written as with [`send`](Self::send).
+    ///
+    /// This is the call for fan-out: a broadcast never waits on its slowest receiver, and
+    /// decides itself what to do with one that falls behind (skip the message, or close the
+    /// connection with 1008).
+    ///
+    /// ```no_run
+    /// use sonar_async::{CloseCode, Message, TrySendError, WsWriter};
+    /// # async fn demo(mut writers: Vec<WsWriter>) {
+    /// for writer in &mut writers {
+    ///     match writer.try_send(Message::from("tick")) {
+    ///         Ok(()) => {}
+    ///         Err(TrySendError::Full(_)) => {
+    ///             // Too slow: close it (the Close waits behind its queue, bounded by the
+    ///             // close timeout) instead of holding everyone else up.
+    ///             let mut slow = writer.clone();
+    ///             tokio::spawn(async move { slow.close(CloseCode::POLICY, "too slow").await });
+    ///         }
+    ///         Err(TrySendError::Closed(..)) => {} // it is leaving anyway
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn try_send(&mut self, message: impl Into<Message>) -> Result<(), TrySendError> {
+        let message = message.into();
+        let mut st = self.inner.lock();
+        if st.is_closing() {
+            return Err(TrySendError::Closed(message, st.closed_error()));
+        }
+        if st.queue_full() {
+            return Err(TrySendError::Full(message));
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let kept = message.clone();
+        st.send(message, &mut cx)
+            .map_err(|e| TrySendError::Closed(kept, e))
+    }
+
+    /// Bytes queued and not yet written to the transport (frame headers included), like a
+    /// browser's `WebSocket.bufferedAmount`: how far the peer is behind.
+    pub fn buffered_amount(&self) -> usize {
+        self.inner.lock().buffered_amount()
     }
 
     /// Sends an unsolicited pong (see [`WebSocket::pong`]).
@@ -354,3 +467,28 @@ impl Sink<Message> for WebSocket {
         Pin::new(&mut self.writer).poll_close(cx)
     }
 }
+
+/// Why [`WsWriter::try_send`] did not queue a message; the message is handed back.
+#[derive(Debug, thiserror::Error)]
+pub enum TrySendError {
+    /// The write queue is full: the peer has not taken what was sent before.
+    #[error("write queue full")]
+    Full(Message),
+    /// The connection is closing or has failed (the error says which).
+    #[error("connection closed")]
+    Closed(Message, #[source] Error),
+}
+
+impl TrySendError {
+    /// The message that was not queued.
+    pub fn into_message(self) -> Message {
+        match self {
+            TrySendError::Full(m) | TrySendError::Closed(m, _) => m,
+        }
+    }
+}
+
+/// The halves given to [`WsReader::reunite`] belong to different connections; here they are.
+#[derive(Debug, thiserror::Error)]
+#[error("the reader and writer belong to different connections")]
+pub struct ReuniteError(pub WsReader, pub WsWriter);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sonar_async::{CloseCode, Config, Error, Message, Role};
 use sonar_core::testing::FrameBuilder;
-use sonar_tokio::TokioIo;
+use sonar_tokio::Compat;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 use tokio::time::{Instant, timeout};
 
@@ -42,7 +42,7 @@ async fn client_with_raw_server(
         b
     });
     let req = sonar_async::ClientRequest::new("localhost", "/");
-    let (ws, driver, _) = sonar_async::client(TokioIo::new(a), req, cfg, timer())
+    let (ws, driver, _) = sonar_async::client(Compat::new(a), req, cfg, timer())
         .await
         .unwrap();
     tokio::spawn(driver);
@@ -354,7 +354,7 @@ async fn stalled_handshake_times_out() {
     let req = sonar_async::ClientRequest::new("localhost", "/");
     let start = Instant::now();
     let cfg = Config::default().with_handshake_timeout(Duration::from_secs(10));
-    let err = sonar_async::client(TokioIo::new(a), req, cfg, timer())
+    let err = sonar_async::client(Compat::new(a), req, cfg, timer())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::HandshakeTimeout));
@@ -367,7 +367,7 @@ async fn from_upgraded_consumes_leftover_first() {
     let (a, mut b) = duplex(1024);
     let leftover = FrameBuilder::text(b"early").mask([1, 2, 3, 4]).build();
     let (mut ws, driver) = sonar_async::from_upgraded(
-        TokioIo::new(a),
+        Compat::new(a),
         Role::Server,
         &leftover,
         Config::default(),
@@ -451,7 +451,7 @@ impl<T: futures_io::AsyncWrite + Unpin> futures_io::AsyncWrite for Trickle<T> {
 async fn one_byte_reads_and_writes_with_pending_change_nothing() {
     let (a, b) = duplex(64);
     let server = tokio::spawn(async move {
-        let io = Trickle::new(TokioIo::new(b));
+        let io = Trickle::new(Compat::new(b));
         let (mut ws, driver, req) = sonar_async::server(io, Config::default(), timer())
             .await
             .unwrap();
@@ -463,7 +463,7 @@ async fn one_byte_reads_and_writes_with_pending_change_nothing() {
         ws.close_status().unwrap()
     });
     let req = sonar_async::ClientRequest::new("localhost", "/trickle");
-    let io = Trickle::new(TokioIo::new(a));
+    let io = Trickle::new(Compat::new(a));
     let (mut ws, driver, _) = sonar_async::client(io, req, Config::default(), timer())
         .await
         .unwrap();

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use sonar_async::{CloseCode, Config, Error, Message, WebSocket};
 use sonar_core::testing::FrameBuilder;
-use sonar_tokio::TokioIo;
+use sonar_tokio::Compat;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -187,7 +187,7 @@ async fn stress_side(
     side: u8,
     n: u32,
 ) -> (sonar_async::WsReader, sonar_async::WsWriter) {
-    let (mut rd, wr) = ws.split();
+    let (mut rd, wr) = ws.into_split();
     let mut own = wr.clone();
     let mut echo = wr;
     let sender = tokio::spawn(async move {
@@ -287,7 +287,7 @@ async fn split_halves_echo_over_loopback_tcp() {
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let (ws, driver, _req) =
-                sonar_async::server(TokioIo::new(tcp), Config::default(), timer())
+                sonar_async::server(Compat::new(tcp), Config::default(), timer())
                     .await
                     .unwrap();
             tokio::spawn(driver);
@@ -296,7 +296,7 @@ async fn split_halves_echo_over_loopback_tcp() {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let req = sonar_async::ClientRequest::new("localhost", "/");
         let (client, driver, _) =
-            sonar_async::client(TokioIo::new(tcp), req, Config::default(), timer())
+            sonar_async::client(Compat::new(tcp), req, Config::default(), timer())
                 .await
                 .unwrap();
         tokio::spawn(driver);
@@ -320,7 +320,7 @@ async fn cloned_senders_share_a_small_queue_on_two_threads() {
                 server.send(m.unwrap()).await.unwrap();
             }
         });
-        let (mut rd, wr) = client.split();
+        let (mut rd, wr) = client.into_split();
         let mut senders = Vec::new();
         for k in 0..4u8 {
             let mut w = wr.clone();
@@ -368,7 +368,7 @@ fn small_queues(mut cfg: Config) -> Config {
 #[tokio::test(start_paused = true)]
 async fn blocked_writer_and_parked_reader_both_progress() {
     let (ws, mut peer, _driver) = raw_client(small_queues(quiet()), 4 * 1024).await;
-    let (mut rd, mut wr) = ws.split();
+    let (mut rd, mut wr) = ws.into_split();
     let writer = tokio::spawn(async move {
         for i in 0..200 {
             wr.send(Message::text(text_payload(i))).await.unwrap();
@@ -624,7 +624,7 @@ async fn close_from_writer_task_ends_parked_recv() {
             }
             (n, server.close_status())
         });
-        let (mut rd, mut wr) = client.split();
+        let (mut rd, mut wr) = client.into_split();
         let reader = tokio::spawn(async move {
             let mut n = 0;
             while let Some(m) = rd.recv().await {
@@ -662,7 +662,7 @@ async fn close_from_writer_task_ends_parked_recv() {
 #[tokio::test(start_paused = true)]
 async fn close_while_recv_parked_completes_without_timeout() {
     let (ws, mut peer, _driver) = raw_client(quiet(), 64 * 1024).await;
-    let (mut rd, mut wr) = ws.split();
+    let (mut rd, mut wr) = ws.into_split();
     let reader = tokio::spawn(async move { rd.recv().await.map(|r| r.map_err(|e| e.to_string())) });
     tokio::time::sleep(Duration::from_millis(10)).await;
     let start = tokio::time::Instant::now();
@@ -760,7 +760,7 @@ async fn blocked_send_fails_at_once_and_close_ends_by_the_close_timeout() {
 #[tokio::test(start_paused = true)]
 async fn dropping_the_driver_ends_a_parked_recv() {
     let (ws, mut peer, driver) = raw_client(quiet(), 64 * 1024).await;
-    let (mut rd, wr) = ws.split();
+    let (mut rd, wr) = ws.into_split();
     let reader = tokio::spawn(async move {
         let first = rd.recv().await;
         let second = rd.recv().await;
@@ -836,13 +836,13 @@ async fn dropping_every_handle_sends_close_1000() {
         match variant {
             0 => drop(ws),
             1 => {
-                let (rd, wr) = ws.split();
+                let (rd, wr) = ws.into_split();
                 drop(rd);
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 drop(wr);
             }
             2 => {
-                let (rd, wr) = ws.split();
+                let (rd, wr) = ws.into_split();
                 drop(wr);
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 drop(rd);
@@ -870,7 +870,7 @@ async fn dropping_every_handle_sends_close_1000() {
 #[tokio::test(start_paused = true)]
 async fn reader_dropped_writer_keeps_working() {
     let (ws, mut peer, _driver) = raw_client(quiet(), 64 * 1024).await;
-    let (rd, mut wr) = ws.split();
+    let (rd, mut wr) = ws.into_split();
     drop(rd);
     for i in 0..50u8 {
         peer.write_all(&FrameBuilder::text(b"ignored").build())
@@ -1016,7 +1016,7 @@ async fn select_loop_of_next_and_a_ticking_sender() {
 async fn stream_and_sink_echo() {
     let (mut client, server) = pair(Config::default(), Config::default(), 16 * 1024).await;
     let echo = tokio::spawn(async move {
-        let (mut rx, mut tx) = server.split();
+        let (mut rx, mut tx) = server.into_split();
         while let Some(m) = rx.next().await {
             tx.send(m.unwrap()).await.unwrap();
         }
@@ -1122,7 +1122,7 @@ async fn ping_flood_with_blocked_output_does_not_spin() {
 #[tokio::test(start_paused = true)]
 async fn ping_is_answered_while_a_kept_recv_future_is_not_polled() {
     let (ws, mut peer, _driver) = raw_client(quiet(), 64 * 1024).await;
-    let (mut rd, _wr) = ws.split();
+    let (mut rd, _wr) = ws.into_split();
     // Let the keeper run its first round and go to sleep.
     tokio::time::sleep(Duration::from_millis(10)).await;
     let mut recv = Box::pin(rd.recv());
@@ -1148,7 +1148,7 @@ async fn recv_cancelled_constantly_loses_nothing() {
     const N: u32 = 20_000;
     let run = async {
         let (client, mut server) = pair(quiet(), quiet(), 16 * 1024).await;
-        let (mut rd, _wr) = client.split();
+        let (mut rd, _wr) = client.into_split();
         let reader = tokio::spawn(async move {
             let mut next = 0u32;
             let mut cancelled = 0u64;
@@ -1208,7 +1208,7 @@ async fn dropping_the_driver_fails_a_pending_ping() {
 #[tokio::test(start_paused = true)]
 async fn peer_eof_ends_parked_recv_and_blocked_send() {
     let (ws, peer, driver) = raw_client(small_queues(quiet()), 4 * 1024).await;
-    let (mut rd, mut wr) = ws.split();
+    let (mut rd, mut wr) = ws.into_split();
     let reader = tokio::spawn(async move {
         let r = rd.recv().await.map(|r| r.map_err(|e| e.to_string()));
         (rd, r)

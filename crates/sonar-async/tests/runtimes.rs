@@ -90,7 +90,7 @@ async fn echo_client<R: Runtime>(rt: R, addr: SocketAddr) {
     let (ws, _accepted) = sonar_async::connect(&rt, request, Config::default())
         .await
         .unwrap();
-    let (mut rx, mut tx) = ws.split();
+    let (mut rx, mut tx) = ws.into_split();
     let writer = async {
         for i in 0..COUNT {
             tx.send(message(i)).await.unwrap();

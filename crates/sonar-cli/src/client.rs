@@ -137,7 +137,7 @@ async fn client<R: Runtime>(
     if let Some(protocol) = &accepted.subprotocol {
         tracing::debug!(%protocol, "subprotocol selected");
     }
-    let (mut rx, mut tx) = ws.split();
+    let (mut rx, mut tx) = ws.into_split();
 
     let Some(mut lines) = lines else {
         // --echo: everything received goes back unchanged, until the server closes.

@@ -156,7 +156,7 @@ async fn connection<R: Runtime>(
         rt.spawn(Box::pin(going_away(ws.sender())));
     }
 
-    let (mut rx, mut tx) = ws.split();
+    let (mut rx, mut tx) = ws.into_split();
     let mut failure: Option<Error> = None;
     while let Some(item) = rx.recv().await {
         match item {

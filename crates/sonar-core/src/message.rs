@@ -46,9 +46,81 @@ impl Message {
     }
 }
 
+impl Message {
+    /// Whether this is a text message.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Message::Text(_))
+    }
+    /// Whether this is a binary message.
+    pub fn is_binary(&self) -> bool {
+        matches!(self, Message::Binary(_))
+    }
+    /// The text of a text message (`None` for a binary one).
+    ///
+    /// ```
+    /// use sonar_core::Message;
+    /// assert_eq!(Message::from("hi").as_text(), Some("hi"));
+    /// assert_eq!(Message::from(vec![1u8, 2]).as_text(), None);
+    /// ```
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Message::Text(t) => Some(t.as_str()),
+            Message::Binary(_) => None,
+        }
+    }
+    /// The text of a text message, without a copy (`None` for a binary one).
+    pub fn into_text(self) -> Option<Utf8Bytes> {
+        match self {
+            Message::Text(t) => Some(t),
+            Message::Binary(_) => None,
+        }
+    }
+    /// The payload bytes of either kind, without a copy (the same as
+    /// [`into_payload`](Self::into_payload)).
+    pub fn into_data(self) -> Bytes {
+        self.into_payload()
+    }
+}
+
+/// A text message: `ws.send("hello")`.
 impl From<&'static str> for Message {
     fn from(s: &'static str) -> Self {
         Message::Text(Utf8Bytes::from_static(s))
+    }
+}
+
+/// A text message: `ws.send(format!("user{id} joined"))`.
+impl From<alloc::string::String> for Message {
+    fn from(s: alloc::string::String) -> Self {
+        Message::Text(Utf8Bytes::from(s))
+    }
+}
+
+/// A text message from already-checked text.
+impl From<Utf8Bytes> for Message {
+    fn from(text: Utf8Bytes) -> Self {
+        Message::Text(text)
+    }
+}
+
+/// A binary message.
+impl From<alloc::vec::Vec<u8>> for Message {
+    fn from(data: alloc::vec::Vec<u8>) -> Self {
+        Message::Binary(Bytes::from(data))
+    }
+}
+
+/// A binary message (no copy).
+impl From<Bytes> for Message {
+    fn from(data: Bytes) -> Self {
+        Message::Binary(data)
+    }
+}
+
+/// A binary message (no copy).
+impl From<&'static [u8]> for Message {
+    fn from(data: &'static [u8]) -> Self {
+        Message::Binary(Bytes::from_static(data))
     }
 }
 

@@ -64,9 +64,14 @@ fn to_header_map(headers: Vec<(String, Vec<u8>)>) -> http::HeaderMap {
 }
 
 impl ServerHandshake {
-    /// The 101 for `req` as an `http::Response<()>` (same headers as
-    /// [`encode_accept`](Self::encode_accept)).
-    pub fn accept_response(&self, req: &Request, subprotocol: Option<&str>) -> http::Response<()> {
+    /// The 101 for `req` as an `http::Response` with an empty body of the server's body
+    /// type (`()`, `axum::body::Body`, `http_body_util::Empty<Bytes>`, ...), with the same
+    /// headers as [`encode_accept`](Self::encode_accept).
+    pub fn accept_response<B: Default>(
+        &self,
+        req: &Request,
+        subprotocol: Option<&str>,
+    ) -> http::Response<B> {
         let mut opts = AcceptOptions::new();
         if let Some(p) = subprotocol {
             opts = opts.with_subprotocol(p);
@@ -74,10 +79,14 @@ impl ServerHandshake {
         self.accept_response_with(req, &opts)
     }
 
-    /// The 101 for `req` as an `http::Response<()>` with options (same headers as
-    /// [`encode_accept_with`](Self::encode_accept_with)).
-    pub fn accept_response_with(&self, req: &Request, opts: &AcceptOptions) -> http::Response<()> {
-        let mut resp = http::Response::new(());
+    /// The 101 for `req` with options, as [`accept_response`](Self::accept_response) (same
+    /// headers as [`encode_accept_with`](Self::encode_accept_with)).
+    pub fn accept_response_with<B: Default>(
+        &self,
+        req: &Request,
+        opts: &AcceptOptions,
+    ) -> http::Response<B> {
+        let mut resp = http::Response::new(B::default());
         *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
         let mut headers: HeaderList = Vec::new();
         accept_headers(req, opts, |n, v| {

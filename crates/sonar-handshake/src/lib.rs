@@ -4,7 +4,7 @@
 //! Bytes in, bytes out: no sockets, no clock, and the client's 16-byte key is caller randomness.
 //! Both decoders take the bytes read so far, return `Ok(None)` until the head is complete, and
 //! then report how many bytes the head used, so the bytes after `\r\n\r\n` (often the first
-//! frames, a Ping right after the 101) reach the frame codec (keepalive-spec C-24).
+//! frames, a Ping right after the 101) reach the frame codec.
 //!
 //! - Client: [`ClientRequest`] → [`ClientHandshake::encode_request`], then
 //!   [`ClientHandshake::decode_response`] → [`Accepted`] or [`ClientError`] (a non-101 is

@@ -2,6 +2,7 @@
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::fmt;
 
 use crate::extensions::{self, ExtensionParams};
 use crate::key::{Limits, WEBSOCKET_VERSION, accept_key, is_valid_key};
@@ -206,7 +207,7 @@ impl RejectReason {
 ///       Connection: close\r\n\r\nnot found\n"
 /// );
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("handshake rejected with {status}: {reason}")]
 pub struct Rejection {
     /// The HTTP status to answer with.
@@ -224,6 +225,23 @@ impl Rejection {
             reason,
             headers: Vec::new(),
         }
+    }
+
+    /// 400 Bad Request, with `reason` as the body.
+    ///
+    /// ```
+    /// use sonar_handshake::{Rejection, StatusCode};
+    /// let r = Rejection::bad_request("missing room parameter");
+    /// assert_eq!((r.status, r.body().as_str()), (StatusCode::BAD_REQUEST, "missing room parameter\n"));
+    /// ```
+    pub fn bad_request(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, RejectReason::Other(reason.into()))
+    }
+
+    /// 401 Unauthorized (add a `WWW-Authenticate` header with
+    /// [`with_header`](Self::with_header) when the client can authenticate).
+    pub fn unauthorized() -> Self {
+        RejectReason::Unauthorized.into()
     }
 
     /// 403 Forbidden.
@@ -253,6 +271,26 @@ impl Rejection {
         let mut b = self.reason.to_string();
         b.push('\n');
         b
+    }
+}
+
+/// Headers and body as text, not byte arrays.
+impl fmt::Debug for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Headers<'a>(&'a [(String, Vec<u8>)]);
+        impl fmt::Debug for Headers<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))))
+                    .finish()
+            }
+        }
+        f.debug_struct("Rejection")
+            .field("status", &self.status)
+            .field("reason", &self.reason)
+            .field("headers", &Headers(&self.headers))
+            .field("body", &self.body())
+            .finish()
     }
 }
 

@@ -38,7 +38,7 @@ fn http_request_round_trip_and_response() {
     assert_eq!(Request::try_from(&back).unwrap(), req);
 
     let hs = ServerHandshake::new().with_subprotocols(["chat"]);
-    let resp = hs.accept_response(&req, hs.select_subprotocol(&req));
+    let resp: http::Response<()> = hs.accept_response(&req, hs.select_subprotocol(&req));
     assert_eq!(resp.status(), http::StatusCode::SWITCHING_PROTOCOLS);
     let h = resp.headers();
     assert_eq!(h["upgrade"], "websocket");
@@ -46,7 +46,8 @@ fn http_request_round_trip_and_response() {
     assert_eq!(h["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     assert_eq!(h["sec-websocket-protocol"], "chat");
     assert_eq!(h.len(), 4);
-    let resp = hs.accept_response_with(&req, &AcceptOptions::new().with_header("X-A", "1"));
+    let resp: http::Response<()> =
+        hs.accept_response_with(&req, &AcceptOptions::new().with_header("X-A", "1"));
     assert_eq!(resp.headers()["x-a"], "1");
     assert!(resp.headers().get("sec-websocket-protocol").is_none());
 }

@@ -1,4 +1,4 @@
-//! Configuration of the keepalive machine (spec §6.3).
+//! Configuration of the keepalive machine.
 
 use core::time::Duration;
 
@@ -7,14 +7,14 @@ use core::time::Duration;
 #[non_exhaustive]
 pub enum PingStrategy {
     /// Ping after `ping_interval` of **inbound** silence (and at least `ping_interval` after the
-    /// previous keepalive ping). A busy peer costs no pings. The default (D-4).
+    /// previous keepalive ping). A busy peer costs no pings. The default.
     #[default]
     WhenIdle,
     /// Ping every `ping_interval`, whatever the traffic: a steady RTT series.
     Periodic,
 }
 
-/// Which pongs satisfy the keepalive liveness wait (K-7, D-2).
+/// Which pongs satisfy the keepalive liveness wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum PongMatch {
@@ -24,11 +24,11 @@ pub enum PongMatch {
     #[default]
     Lenient,
     /// Only a pong acknowledging the keepalive ping itself (exact payload, or a later ping's
-    /// exact payload, K-9) clears the wait. Other pongs count as inbound bytes.
+    /// exact payload) clears the wait. Other pongs count as inbound bytes.
     Strict,
 }
 
-/// What keepalive sends when the interval elapses (K-21).
+/// What keepalive sends when the interval elapses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Heartbeat {
@@ -40,7 +40,7 @@ pub enum Heartbeat {
     UnsolicitedPong,
 }
 
-/// The optional ping-flood guard (K-22): more than `max_pings` inbound pings within one
+/// The optional ping-flood guard: more than `max_pings` inbound pings within one
 /// `window` kills the connection with Close 1008.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -58,7 +58,7 @@ impl PingFloodGuard {
     }
 }
 
-/// Configuration of [`KeepAlive`](crate::KeepAlive). `Default` gives the spec §6.3 values.
+/// Configuration of [`KeepAlive`](crate::KeepAlive). `Default` gives the documented defaults below.
 ///
 /// ```
 /// use core::time::Duration;
@@ -72,11 +72,11 @@ impl PingFloodGuard {
 #[non_exhaustive]
 pub struct KeepaliveConfig {
     /// Time between keepalive pings (see [`PingStrategy`]). `None` disables keepalive pings and
-    /// their pong timeout; user pings still work (K-19). Default 20 s, well below the 55-60 s
+    /// their pong timeout; user pings still work. Default 20 s, well below the 55-60 s
     /// idle limits of Heroku, nginx and AWS load balancers. Values under 1 ms count as 1 ms.
     pub ping_interval: Option<Duration>,
     /// How long to wait for a pong, counted from when the ping was written and pushed back by
-    /// any inbound bytes (K-6, K-15). `None`: keep pinging, never declare the peer dead.
+    /// any inbound bytes. `None`: keep pinging, never declare the peer dead.
     /// Default 20 s (worst-case detection `ping_interval + pong_timeout` = 40 s).
     pub pong_timeout: Option<Duration>,
     /// When pings are sent. Default [`PingStrategy::WhenIdle`].
@@ -84,14 +84,14 @@ pub struct KeepaliveConfig {
     /// Which pongs satisfy liveness. Default [`PongMatch::Lenient`].
     pub pong_match: PongMatch,
     /// Declare the connection dead when output is pending and the transport accepted zero bytes
-    /// for this long (K-13). Default 20 s. `None` disables it.
+    /// for this long. Default 20 s. `None` disables it.
     pub write_stall_timeout: Option<Duration>,
-    /// Bound on outstanding *user* pings (K-11); keepalive has one more, reserved slot.
+    /// Bound on outstanding *user* pings; keepalive has one more, reserved slot.
     /// Default 16.
     pub max_outstanding_pings: usize,
     /// Ping (default) or unsolicited pong.
     pub heartbeat: Heartbeat,
-    /// The ping-flood guard (K-22), off by default.
+    /// The ping-flood guard, off by default.
     pub ping_flood: Option<PingFloodGuard>,
 }
 

@@ -7,10 +7,10 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum PingError {
-    /// A ping with the same payload is still waiting for its pong (K-12).
+    /// A ping with the same payload is still waiting for its pong.
     #[error("a ping with this payload is already outstanding")]
     DuplicatePingPayload,
-    /// `max_outstanding_pings` user pings are already waiting (K-11), or the queue between
+    /// `max_outstanding_pings` user pings are already waiting, or the queue between
     /// the pingers and the connection task is full.
     #[error("too many outstanding pings")]
     TooManyOutstandingPings,
@@ -20,7 +20,7 @@ pub enum PingError {
     /// The connection is not open: the handshake has not finished, or the close has started.
     #[error("connection is not open")]
     NotOpen,
-    /// The connection closed before the pong arrived (K-10).
+    /// The connection closed before the pong arrived.
     #[error("connection closed before the pong arrived")]
     ConnectionClosed,
 }

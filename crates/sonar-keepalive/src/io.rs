@@ -26,29 +26,29 @@ impl PingId {
 pub enum Input<'a> {
     /// The opening handshake completed: the connection is OPEN. Starts all timers.
     Opened,
-    /// Any inbound bytes were read, even a partial frame (K-5).
+    /// Any inbound bytes were read, even a partial frame.
     BytesReceived,
-    /// A complete, validated Pong frame with this payload was received (C-10, C-27).
+    /// A complete, validated Pong frame with this payload was received.
     PongReceived(&'a [u8]),
-    /// A complete Ping frame was received (feeds the optional flood guard, K-22; also counts as
+    /// A complete Ping frame was received (feeds the optional flood guard; also counts as
     /// inbound bytes). The codec answers it; keepalive does not.
     PingReceived,
-    /// The last byte of the ping with this id was accepted by the transport (K-6).
+    /// The last byte of the ping with this id was accepted by the transport.
     PingWritten(PingId),
     /// Like [`PingWritten`](Self::PingWritten), for codecs that report written pings by
     /// payload: marks the oldest unwritten ping with this payload.
     PingWrittenPayload(&'a [u8]),
-    /// The transport accepted at least one byte (K-13).
+    /// The transport accepted at least one byte.
     WriteProgress,
-    /// Whether the outbound queue is non-empty (K-13).
+    /// Whether the outbound queue is non-empty.
     OutputPending(bool),
-    /// The driver stopped reading because the application is not draining messages (K-14).
+    /// The driver stopped reading because the application is not draining messages.
     ReadPaused,
     /// The driver reads again.
     ReadResumed,
-    /// A Close frame was sent or received: no more keepalive pings (K-3).
+    /// A Close frame was sent or received: no more keepalive pings.
     CloseStarted,
-    /// The transport is closed: outstanding user pings fail (K-10).
+    /// The transport is closed: outstanding user pings fail.
     Closed,
 }
 
@@ -56,18 +56,18 @@ pub enum Input<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DeadReason {
-    /// No pong (and, after the ping was written, no inbound byte) for `pong_timeout` (K-6, K-15).
+    /// No pong (and, after the ping was written, no inbound byte) for `pong_timeout`.
     PongTimeout {
         /// How long keepalive waited for the pong after the ping was written.
         waited: Duration,
     },
-    /// Output was pending and the transport accepted nothing for `write_stall_timeout` (K-13).
+    /// Output was pending and the transport accepted nothing for `write_stall_timeout`.
     WriteStalled {
         /// How long the transport took no bytes (since the last write progress, or since
         /// output became pending).
         waited: Duration,
     },
-    /// More inbound pings than the flood guard allows in one window (K-22).
+    /// More inbound pings than the flood guard allows in one window.
     PingFlood {
         /// Pings counted in the window.
         pings: u32,
@@ -80,9 +80,9 @@ pub enum DeadReason {
 /// its ping was written (a coarse or virtual clock) measures one nanosecond, never zero.
 pub const MIN_RTT: Duration = Duration::from_nanos(1);
 
-/// Close code 1011 (Internal Error), sent best-effort on a keepalive death (K-16, D-5).
+/// Close code 1011 (Internal Error), sent best-effort on a keepalive death.
 pub const CLOSE_CODE_KEEPALIVE: u16 = 1011;
-/// Close code 1008 (Policy Violation), sent on a ping flood (K-22).
+/// Close code 1008 (Policy Violation), sent on a ping flood.
 pub const CLOSE_CODE_PING_FLOOD: u16 = 1008;
 /// Close reason for [`DeadReason::PongTimeout`].
 pub const CLOSE_REASON_PONG_TIMEOUT: &str = "keepalive ping timeout";
@@ -92,7 +92,7 @@ pub const CLOSE_REASON_WRITE_STALLED: &str = "keepalive write stalled";
 pub const CLOSE_REASON_PING_FLOOD: &str = "ping flood";
 
 impl DeadReason {
-    /// The close code the driver sends best-effort (K-16): 1011, or 1008 for a ping flood.
+    /// The close code the driver sends best-effort: 1011, or 1008 for a ping flood.
     ///
     /// ```
     /// use sonar_keepalive::DeadReason;
@@ -134,7 +134,7 @@ impl core::fmt::Display for DeadReason {
     }
 }
 
-/// One RTT measurement (K-18), with the statistics after it.
+/// One RTT measurement, with the statistics after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RttSample {
     /// This sample: pong received − ping written (or queued, if the write was not reported).
@@ -146,7 +146,7 @@ pub struct RttSample {
 }
 
 /// Application-level RTT statistics: they include the peer's scheduling and head-of-line
-/// delay, unlike TCP's RTT (K-18).
+/// delay, unlike TCP's RTT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct RttStats {
@@ -188,7 +188,7 @@ pub struct KeepaliveStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Output {
-    /// Queue a Ping with this payload (ahead of data, C-15), then report
+    /// Queue a Ping with this payload (ahead of data), then report
     /// [`Input::PingWritten`] when its last byte is accepted.
     SendPing {
         /// The ping's id.
@@ -202,7 +202,7 @@ pub enum Output {
         payload: Payload,
     },
     /// The connection is dead: send Close [`DeadReason::close_code`] best-effort (not if the
-    /// writer is stalled), close the transport at once, report 1006 + this cause (K-16).
+    /// writer is stalled), close the transport at once, report 1006 + this cause.
     Dead(DeadReason),
     /// A new RTT sample.
     Rtt(RttSample),

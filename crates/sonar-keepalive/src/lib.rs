@@ -3,7 +3,7 @@
 //!
 //! Two parts:
 //!
-//! - [`KeepAlive`]: the per-connection state machine of keepalive-spec §6. No clock, no timers,
+//! - [`KeepAlive`]: the per-connection keepalive state machine. No clock, no timers,
 //!   no tasks: `now` (a [`Duration`](core::time::Duration) since an origin the driver picks on
 //!   a monotonic clock) comes in with every call, [`Output`]s and
 //!   [`next_deadline`](KeepAlive::next_deadline) go out. Builds `no_std` + `alloc`.
@@ -50,7 +50,7 @@
 //! Ping, and [`PingRegistry::bind`] the request to the result. On transport close, feed
 //! [`Input::Closed`], drain `poll`, then [`PingRegistry::close`] (or drop the registry).
 //!
-//! # Defaults and why (spec §6.3)
+//! # Defaults and why
 //!
 //! - `ping_interval` 20 s, [`PingStrategy::WhenIdle`]: a ping after 20 s of **inbound**
 //!   silence. Intermediaries close idle connections after 55 s (Heroku), 60 s (nginx

@@ -11,7 +11,7 @@ pub const MAX_PAYLOAD_LEN: usize = 125;
 
 /// The application data of a ping or pong: 0 to 125 bytes, stored inline (no allocation).
 ///
-/// Generated payloads are 8 lowercase hex digits (printable ASCII, never NUL; K-12).
+/// Generated payloads are 8 lowercase hex digits (printable ASCII, never NUL).
 ///
 /// ```
 /// use sonar_keepalive::Payload;
@@ -46,7 +46,7 @@ impl Payload {
     }
 
     /// The generated payload for `counter` on a connection with randomness `salt`: the 8
-    /// lowercase hex digits of `counter ^ salt` (K-12). Distinct counters give distinct payloads.
+    /// lowercase hex digits of `counter ^ salt`. Distinct counters give distinct payloads.
     pub fn generated(counter: u32, salt: u32) -> Self {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let value = counter ^ salt;

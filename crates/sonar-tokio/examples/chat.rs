@@ -1,9 +1,11 @@
 //! A broadcast chat server on tokio: every text message a client sends goes to every client.
 //!
-//! Each connection is [split](sonar_tokio::WebSocket::split): its task reads with the
-//! [`WsReader`](sonar_tokio::WsReader), while clones of its cloneable
-//! [`WsWriter`](sonar_tokio::WsWriter) sit in a shared table that every other connection
-//! writes to.
+//! Each connection is [split](sonar_tokio::WebSocket::into_split): its task reads with the
+//! [`WsReader`](sonar_tokio::WsReader), while a clone of its
+//! [`WsWriter`](sonar_tokio::WsWriter) sits in a shared table. A broadcast never waits: it
+//! queues the message on every writer with [`try_send`](sonar_tokio::WsWriter::try_send), and
+//! a client that has fallen more than [`MAX_BEHIND`] bytes behind (it stopped reading, or its
+//! link is too slow) is closed with 1008 instead of holding up the others.
 //!
 //! ```text
 //! cargo run -p sonar-tokio --example chat                   # listens on 127.0.0.1:9002
@@ -14,53 +16,79 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use sonar_tokio::{Config, Error, Message, WsWriter};
+use sonar_tokio::{CloseCode, Config, Error, Message, TrySendError, WsWriter};
 
-type Peers = Arc<Mutex<HashMap<u64, WsWriter>>>;
+/// How far behind (bytes queued and not yet written) a client may fall before it is closed.
+pub const MAX_BEHIND: usize = 1 << 20;
 
-fn lock(peers: &Peers) -> MutexGuard<'_, HashMap<u64, WsWriter>> {
-    peers
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+/// The connected clients' writers, by client id.
+#[derive(Clone, Default)]
+pub struct Peers(Arc<Mutex<HashMap<u64, WsWriter>>>);
 
-/// Sends `line` to every connected client. The table lock is not held across `await`: the
-/// writers are cloned out first. A client that stops reading slows down only the sends to
-/// itself once its queue is full (each writer has its own bounded queue).
-async fn broadcast(peers: &Peers, line: String) {
-    let writers: Vec<WsWriter> = lock(peers).values().cloned().collect();
-    for mut writer in writers {
-        // A writer of a connection that just ended refuses the message: nothing to do.
-        let _ = writer.send(Message::text(line.clone())).await;
+impl Peers {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, WsWriter>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `line` for every client without waiting on any of them. The message is built
+    /// once; each client's copy shares its bytes.
+    pub fn broadcast(&self, line: String) {
+        let message = Message::from(line);
+        let mut peers = self.lock();
+        let mut too_slow = Vec::new();
+        for (id, writer) in peers.iter_mut() {
+            match writer.try_send(message.clone()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => too_slow.push(*id),
+                // Its connection is ending; its own task removes it.
+                Err(TrySendError::Closed(..)) => {}
+            }
+        }
+        for id in too_slow {
+            if let Some(mut writer) = peers.remove(&id) {
+                eprintln!(
+                    "user{id} is {} bytes behind: closing it",
+                    writer.buffered_amount()
+                );
+                tokio::spawn(async move {
+                    // The Close waits behind what is queued, bounded by the close timeout.
+                    let _ = writer.close(CloseCode::POLICY, "too slow").await;
+                });
+            }
+        }
     }
 }
 
 async fn client(incoming: sonar_tokio::Incoming, id: u64, peers: Peers) -> Result<(), Error> {
     let ws = incoming.upgrade().await?;
-    let (mut reader, writer) = ws.split();
-    lock(&peers).insert(id, writer);
-    broadcast(&peers, format!("* user{id} joined")).await;
+    let (mut reader, writer) = ws.into_split();
+    peers.lock().insert(id, writer);
+    peers.broadcast(format!("* user{id} joined"));
     let mut result = Ok(());
     while let Some(message) = reader.recv().await {
         match message {
-            Ok(Message::Text(text)) => broadcast(&peers, format!("user{id}: {text}")).await,
+            Ok(Message::Text(text)) => peers.broadcast(format!("user{id}: {text}")),
             Ok(Message::Binary(_)) => {}
             Err(e) => result = Err(e),
         }
     }
-    lock(&peers).remove(&id);
-    broadcast(&peers, format!("* user{id} left")).await;
+    peers.lock().remove(&id);
+    peers.broadcast(format!("* user{id} left"));
     result
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9002".to_owned())
-        .parse()?;
-    let listener = sonar_tokio::listen(addr, Config::default()).await?;
-    println!("chat on ws://{}", listener.local_addr()?);
+/// The configuration of every connection: a write queue that holds [`MAX_BEHIND`] bytes, so
+/// that `try_send` reports a full queue only for a client that far behind.
+pub fn config() -> Config {
+    Config::default()
+        .with_write_buffer(MAX_BEHIND)
+        .with_write_queue(usize::MAX)
+}
+
+/// Accepts clients on `listener` until accepting fails.
+pub async fn serve(listener: sonar_tokio::Listener) -> std::io::Result<()> {
     let peers = Peers::default();
     let next_id = AtomicU64::new(1);
     loop {
@@ -68,9 +96,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let peers = peers.clone();
         tokio::spawn(async move {
-            if let Err(e) = client(incoming, id, peers).await {
+            if let Err(e) = client(incoming, id, peers).await
+                && !e.is_disconnect()
+            {
                 eprintln!("{peer} (user{id}): {e}");
             }
         });
     }
+}
+
+#[allow(dead_code)] // The chat test includes this file and runs `serve` itself.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9002".to_owned())
+        .parse()?;
+    let listener = sonar_tokio::listen(addr, config()).await?;
+    println!("chat on ws://{}", listener.local_addr()?);
+    serve(listener).await?;
+    Ok(())
 }

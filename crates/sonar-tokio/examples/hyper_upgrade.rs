@@ -3,7 +3,7 @@
 //! hyper does the HTTP part; sonar-handshake computes `Sec-WebSocket-Accept`; once hyper
 //! hands over the upgraded connection, [`sonar_tokio::from_upgraded`] wraps it.
 //! hyper's upgraded I/O speaks hyper's own traits: `hyper_util::rt::TokioIo` turns it into a
-//! tokio stream, and [`sonar_tokio::TokioIo`] turns that into the futures-io stream sonar uses.
+//! tokio stream, which `from_upgraded` takes (and starts the connection's keepalive task).
 //!
 //! ```text
 //! cargo run -p sonar-tokio --example hyper_upgrade         # listens on 127.0.0.1:9003
@@ -12,13 +12,12 @@
 //! ```
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONNECTION, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
 use hyper::{Request, Response, StatusCode};
-use sonar_tokio::{Config, Role, TokioTimer};
+use sonar_tokio::{Config, Role};
 
 type Body = Full<Bytes>;
 
@@ -65,16 +64,9 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible
             Ok(upgraded) => upgraded,
             Err(e) => return eprintln!("upgrade failed: {e}"),
         };
-        let io = sonar_tokio::TokioIo::new(hyper_util::rt::TokioIo::new(upgraded));
-        // hyper keeps any bytes it read past the request inside `Upgraded`, so no leftover.
-        let (mut ws, driver) = sonar_tokio::from_upgraded(
-            io,
-            Role::Server,
-            &[],
-            Config::default(),
-            Arc::new(TokioTimer),
-        );
-        tokio::spawn(driver);
+        // hyper keeps any bytes it read past the request inside `Upgraded`, so none are lost.
+        let io = hyper_util::rt::TokioIo::new(upgraded);
+        let mut ws = sonar_tokio::from_upgraded(io, Role::Server, Config::default());
         while let Some(Ok(message)) = ws.recv().await {
             if ws.send(message).await.is_err() {
                 break;

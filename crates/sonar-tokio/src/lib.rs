@@ -1,19 +1,24 @@
-//! sonar WebSockets on the tokio runtime.
-//!
-//! This crate is a bridge: tokio's I/O traits to futures-io ([`TokioIo`]), tokio's clock
-//! and sleeps to [`sonar_async::Timer`], spawning and TCP. The protocol, handshakes and
-//! keepalive live once in `sonar-async` and below.
+//! sonar WebSockets on the tokio runtime: a client with built-in keepalive and RTT in three
+//! lines, servers from a bare listener or from any HTTP server's upgraded connection.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sonar_tokio::Error> {
 //! let mut ws = sonar_tokio::connect("ws://127.0.0.1:9001/").await?;
-//! ws.send(sonar_tokio::Message::text("hello")).await?;
+//! ws.send("hello").await?;
 //! if let Some(reply) = ws.recv().await {
-//!     println!("{:?}", reply?);
+//!     println!("{:?} (rtt {:?})", reply?, ws.rtt());
 //! }
 //! ws.close(sonar_tokio::CloseCode::NORMAL, "bye").await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Keepalive is on in every connection: pings go out after 20 s of silence, a peer that does
+//! not answer within 20 s more is declared dead ([`Error::Keepalive`]), and the peer's pings
+//! are answered whether or not the application is reading.
+//!
+//! This crate is a bridge: tokio's I/O traits to futures-io ([`Compat`]), tokio's clock and
+//! sleeps ([`TokioTimer`]), spawning and TCP. The protocol, handshakes and keepalive live once
+//! in `sonar-async`; its runtime-generic layer is in [`generic`].
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -26,13 +31,169 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-pub use sonar_async::*;
+#[cfg(feature = "rustls")]
+pub use sonar_async::tls;
+pub use sonar_async::{
+    Accepted, ClientError, ClientRequest, CloseCode, CloseFrame, CloseStatus, CodecConfig, Config,
+    DeadReason, Error, KeepaliveConfig, Message, PingError, ProtocolError, RejectReason, Rejection,
+    ReuniteError, Role, RttStats, SendError, Stats, StatusCode, TrySendError, UpgradeRequest,
+    UrlError, Utf8Bytes, WebSocket, WsReader, WsWriter,
+};
+
+pub mod generic {
+    //! The runtime-generic layer under this adapter (`sonar-async`), for custom transports
+    //! and executors: handshakes over any futures-io stream that return the connection's
+    //! [`Driver`] for the caller to spawn, the [`Runtime`] seam, and the [`Timer`] seam.
+    pub use sonar_async::{
+        BoxFuture, Driver, Incoming, Listener, RefFuture, Runtime, Sleep, Timer, accept_with,
+        client, connect, connect_url, from_upgraded, server, server_with,
+    };
+}
+
+use sonar_async::{BoxFuture, RefFuture, Runtime, Sleep, Timer};
 
 /// The tokio runtime, as seen by sonar: spawns on the current tokio runtime.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tokio;
 
-sonar_async::adapter_conveniences!(Tokio, Tokio, "tokio");
+/// Connects to a `ws://` URL (or, with the `rustls` feature, `wss://`) with the default
+/// configuration. The connection's keepalive runs in a task spawned on the current runtime.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), sonar_tokio::Error> {
+/// let ws = sonar_tokio::connect("ws://127.0.0.1:9001/").await?;
+/// let rtt = ws.ping().await?;
+/// println!("round trip {rtt:?}, smoothed {:?}", ws.rtt().map(|r| r.smoothed));
+/// # Ok(()) }
+/// ```
+pub async fn connect(url: &str) -> Result<WebSocket, Error> {
+    sonar_async::connect_url(&Tokio, url).await
+}
+
+/// Connects with a full request (headers, subprotocols) and configuration; returns what the
+/// server accepted.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use sonar_tokio::{ClientRequest, Config, KeepaliveConfig};
+/// # async fn demo() -> Result<(), sonar_tokio::Error> {
+/// let request = ClientRequest::from_url("ws://127.0.0.1:9001/chat")?
+///     .with_header("Authorization", "Bearer secret")
+///     .with_subprotocol("chat.v2");
+/// let mut config = Config::default();
+/// config.keepalive = KeepaliveConfig::default().with_ping_interval(Some(Duration::from_secs(10)));
+/// let (ws, accepted) = sonar_tokio::connect_with(request, config).await?;
+/// println!("subprotocol {:?}", accepted.subprotocol);
+/// # drop(ws); Ok(()) }
+/// ```
+pub async fn connect_with(
+    request: ClientRequest,
+    config: Config,
+) -> Result<(WebSocket, Accepted), Error> {
+    sonar_async::connect(&Tokio, request, config).await
+}
+
+/// Binds a WebSocket listener on `addr`; every connection gets `config`.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = sonar_tokio::listen("127.0.0.1:9001".parse()?, Default::default()).await?;
+/// loop {
+///     let (incoming, _peer) = listener.accept().await?;
+///     tokio::spawn(async move {
+///         let mut ws = incoming.upgrade().await?;
+///         while let Some(message) = ws.recv().await {
+///             ws.send(message?).await?;
+///         }
+///         Ok::<_, sonar_tokio::Error>(())
+///     });
+/// }
+/// # }
+/// ```
+pub async fn listen(addr: SocketAddr, config: Config) -> io::Result<Listener> {
+    sonar_async::Listener::bind(Tokio, addr, config)
+        .await
+        .map(Listener)
+}
+
+/// A TCP listener whose connections become WebSockets (see [`listen`]).
+///
+/// [`accept`](Self::accept) returns as soon as TCP accepted; the opening handshake runs when
+/// the [`Incoming`] is upgraded, typically in a task of its own, so one slow client never
+/// holds up the others.
+#[derive(Debug)]
+pub struct Listener(sonar_async::Listener<Tokio>);
+
+impl Listener {
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    /// Waits for the next TCP connection.
+    pub async fn accept(&self) -> io::Result<(Incoming, SocketAddr)> {
+        let (incoming, peer) = self.0.accept().await?;
+        Ok((Incoming(incoming), peer))
+    }
+}
+
+/// An accepted TCP connection that has not done its WebSocket handshake yet.
+#[derive(Debug)]
+pub struct Incoming(sonar_async::Incoming<Tokio>);
+
+impl Incoming {
+    /// Runs the handshake, accepting any path and no subprotocol.
+    pub async fn upgrade(self) -> Result<WebSocket, Error> {
+        self.0.upgrade().await
+    }
+
+    /// Runs the handshake with a policy that sees the request first: route on its path,
+    /// authenticate on its headers, pick a subprotocol (or `None`), or answer with an HTTP
+    /// error instead of the `101`.
+    ///
+    /// ```no_run
+    /// use sonar_tokio::{Incoming, Rejection};
+    /// # async fn demo(incoming: Incoming) -> Result<(), sonar_tokio::Error> {
+    /// let (ws, request) = incoming
+    ///     .upgrade_with(|req| {
+    ///         if req.path() != "/chat" {
+    ///             return Err(Rejection::not_found());
+    ///         }
+    ///         if req.header("authorization") != Some(&b"Bearer secret"[..]) {
+    ///             return Err(Rejection::unauthorized().with_header("WWW-Authenticate", "Bearer"));
+    ///         }
+    ///         let chosen = req.subprotocols().iter().find(|p| *p == "chat.v2");
+    ///         Ok(chosen.cloned())
+    ///     })
+    ///     .await?;
+    /// println!("{} joined", request.path());
+    /// # drop(ws); Ok(()) }
+    /// ```
+    pub async fn upgrade_with<F>(self, policy: F) -> Result<(WebSocket, UpgradeRequest), Error>
+    where
+        F: FnOnce(&UpgradeRequest) -> Result<Option<String>, Rejection>,
+    {
+        self.0.upgrade_with(policy).await
+    }
+
+    /// Runs the TLS handshake with `acceptor`, then the WebSocket handshake (`wss://`).
+    #[cfg(feature = "rustls")]
+    pub async fn upgrade_tls<F>(
+        self,
+        acceptor: &tls::TlsAcceptor,
+        policy: F,
+    ) -> Result<(WebSocket, UpgradeRequest), Error>
+    where
+        F: FnOnce(&UpgradeRequest) -> Result<Option<String>, Rejection>,
+    {
+        self.0.upgrade_tls(acceptor, policy).await
+    }
+
+    /// The raw TCP stream, for callers that handle the upgrade themselves.
+    pub fn into_inner(self) -> tokio::net::TcpStream {
+        self.0.into_inner().into_inner()
+    }
+}
 
 /// Runs the server handshake on an accepted tokio stream (any path, no subprotocol).
 pub async fn accept<T>(stream: T) -> Result<WebSocket, Error>
@@ -44,21 +205,53 @@ where
         .map(|(ws, _)| ws)
 }
 
-/// Runs the server handshake with a configuration and a request policy.
+/// Runs the server handshake on an accepted tokio stream with a configuration and a request
+/// policy (see [`Incoming::upgrade_with`]).
 pub async fn accept_with<T, F>(
     stream: T,
     config: Config,
     policy: F,
-) -> Result<(WebSocket, Request), Error>
+) -> Result<(WebSocket, UpgradeRequest), Error>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    F: FnOnce(&Request) -> Result<Option<String>, Rejection>,
+    F: FnOnce(&UpgradeRequest) -> Result<Option<String>, Rejection>,
 {
-    sonar_async::accept_with(&Tokio, TokioIo::new(stream), config, policy).await
+    sonar_async::accept_with(&Tokio, Compat::new(stream), config, policy).await
+}
+
+/// Wraps a stream whose upgrade another HTTP server already completed (hyper, axum), and
+/// starts the connection's keepalive task on the current runtime.
+///
+/// `io` is any tokio stream; for hyper's `Upgraded`, wrap it in `hyper_util::rt::TokioIo`
+/// first (hyper replays the bytes it read past the head, so none are lost).
+///
+/// ```no_run
+/// use sonar_tokio::{Config, Role};
+/// # async fn demo(upgraded: hyper::upgrade::Upgraded) {
+/// let io = hyper_util::rt::TokioIo::new(upgraded);
+/// let mut ws = sonar_tokio::from_upgraded(io, Role::Server, Config::default());
+/// while let Some(Ok(message)) = ws.recv().await {
+///     if ws.send(message).await.is_err() {
+///         break;
+///     }
+/// }
+/// # }
+/// ```
+pub fn from_upgraded<T>(io: T, role: Role, config: Config) -> WebSocket
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (ws, driver) =
+        sonar_async::from_upgraded(Compat::new(io), role, &[], config, Arc::new(TokioTimer));
+    tokio::spawn(async move {
+        // The outcome is the application's to see through its handles.
+        let _ = driver.await;
+    });
+    ws
 }
 
 impl Runtime for Tokio {
-    type Tcp = TokioIo<tokio::net::TcpStream>;
+    type Tcp = Compat<tokio::net::TcpStream>;
     type TcpListener = tokio::net::TcpListener;
 
     fn timer(&self) -> Arc<dyn Timer> {
@@ -74,7 +267,7 @@ impl Runtime for Tokio {
         Box::pin(async move {
             let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
-            Ok(TokioIo::new(tcp))
+            Ok(Compat::new(tcp))
         })
     }
 
@@ -89,7 +282,7 @@ impl Runtime for Tokio {
         Box::pin(async move {
             let (tcp, peer) = listener.accept().await?;
             tcp.set_nodelay(true)?;
-            Ok((TokioIo::new(tcp), peer))
+            Ok((Compat::new(tcp), peer))
         })
     }
 
@@ -129,14 +322,15 @@ impl Timer for TokioTimer {
     }
 }
 
-/// Bridges a tokio stream to the futures-io traits sonar's driver uses.
+/// Makes a tokio stream a futures-io stream, the traits sonar's connection uses (the
+/// direction opposite to `hyper_util::rt::TokioIo`).
 #[derive(Debug)]
-pub struct TokioIo<T>(T);
+pub struct Compat<T>(T);
 
-impl<T> TokioIo<T> {
+impl<T> Compat<T> {
     /// Wraps a tokio stream.
     pub fn new(inner: T) -> Self {
-        TokioIo(inner)
+        Compat(inner)
     }
 
     /// The wrapped stream.
@@ -145,7 +339,7 @@ impl<T> TokioIo<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> futures_io::AsyncRead for TokioIo<T> {
+impl<T: AsyncRead + Unpin> futures_io::AsyncRead for Compat<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -160,7 +354,7 @@ impl<T: AsyncRead + Unpin> futures_io::AsyncRead for TokioIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> futures_io::AsyncWrite for TokioIo<T> {
+impl<T: AsyncWrite + Unpin> futures_io::AsyncWrite for Compat<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use sonar_async::{Config, Error, WebSocket};
-use sonar_tokio::{TokioIo, TokioTimer};
+use sonar_tokio::{Compat, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 use tokio::task::JoinHandle;
 
@@ -27,14 +27,14 @@ pub async fn pair(
 ) -> (WebSocket, WebSocket) {
     let (a, b) = duplex(capacity);
     let server = tokio::spawn(async move {
-        let (ws, driver, _req) = sonar_async::server(TokioIo::new(b), server_cfg, timer())
+        let (ws, driver, _req) = sonar_async::server(Compat::new(b), server_cfg, timer())
             .await
             .unwrap();
         tokio::spawn(driver);
         ws
     });
     let req = sonar_async::ClientRequest::new("localhost", "/");
-    let (client, driver, _acc) = sonar_async::client(TokioIo::new(a), req, client_cfg, timer())
+    let (client, driver, _acc) = sonar_async::client(Compat::new(a), req, client_cfg, timer())
         .await
         .unwrap();
     tokio::spawn(driver);
@@ -119,7 +119,7 @@ where
         b
     });
     let req = sonar_async::ClientRequest::new("localhost", "/");
-    let (ws, driver, _) = sonar_async::client(TokioIo::new(a), req, cfg, timer())
+    let (ws, driver, _) = sonar_async::client(Compat::new(a), req, cfg, timer())
         .await
         .unwrap();
     let handle = tokio::spawn(driver);

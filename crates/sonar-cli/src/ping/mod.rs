@@ -81,7 +81,7 @@ async fn open(
         .await
         .map_err(|e| Failure::new(format!("cannot connect to {host}:{port}: {e}")))?;
     let _ = tcp.set_nodelay(true);
-    let tcp = sonar_tokio::TokioIo::new(tcp);
+    let tcp = sonar_tokio::Compat::new(tcp);
     let mut io: Box<dyn Transport> = if request.is_secure() {
         let name = sonar_async::tls::rustls::pki_types::ServerName::try_from(host.to_owned())
             .map_err(|_| Failure::new(format!("`{host}` is not a valid tls server name")))?;

@@ -1,4 +1,4 @@
-//! The sans-I/O keepalive state machine (spec §6).
+//! The sans-I/O keepalive state machine.
 
 use alloc::collections::VecDeque;
 use core::time::Duration;
@@ -43,17 +43,17 @@ struct Outstanding {
 }
 
 impl Outstanding {
-    /// K-6: the write time, or the queue time if the write was never reported.
+    /// The write time, or the queue time if the write was never reported.
     fn sent_at(&self) -> Duration {
         self.written_at.unwrap_or(self.queued_at)
     }
 }
 
-/// The sans-I/O keepalive machine of one connection (spec §6).
+/// The sans-I/O keepalive machine of one connection.
 ///
 /// It owns no clock, timer or task: every call takes `now`, a [`Duration`] since an origin the
 /// driver picks on a monotonic clock. A `now` earlier than one seen before counts as "no time
-/// passed" (K-4).
+/// passed".
 ///
 /// # Polling order
 ///
@@ -104,7 +104,7 @@ pub struct KeepAlive {
 
 impl KeepAlive {
     /// A machine for one connection, not yet open. `salt` is caller randomness that makes
-    /// generated payloads unpredictable (K-12); payload `n` is the hex of `n ^ salt`, with `n`
+    /// generated payloads unpredictable; payload `n` is the hex of `n ^ salt`, with `n`
     /// counting from 1.
     pub fn new(config: KeepaliveConfig, salt: u32) -> Self {
         Self {
@@ -199,7 +199,7 @@ impl KeepAlive {
         }
     }
 
-    /// Registers a user ping (K-10, K-11, K-12) and returns its id and payload; the caller
+    /// Registers a user ping and returns its id and payload; the caller
     /// queues the Ping frame itself (nothing is emitted through [`poll`](Self::poll)), reports
     /// [`Input::PingWritten`] once written, and later gets [`Output::PingAcked`] or
     /// [`Output::PingFailed`] for it, exactly once.
@@ -309,7 +309,7 @@ impl KeepAlive {
 
     /// The earliest time at which [`poll`](Self::poll) has something to do without new input:
     /// `None` if no timer runs (not open, closing, or everything disabled). After `poll(now)`
-    /// returned `None`, this is never `<= now` (K-17).
+    /// returned `None`, this is never `<= now`.
     pub fn next_deadline(&self) -> Option<Duration> {
         if self.phase != Phase::Open {
             return None;
@@ -324,7 +324,7 @@ impl KeepAlive {
         .min()
     }
 
-    /// RTT statistics: `None` before the first sample (D-6).
+    /// RTT statistics: `None` before the first sample.
     pub fn rtt(&self) -> Option<RttStats> {
         self.rtt
     }

@@ -58,7 +58,7 @@ fn same_rtt(d: Duration) -> Output {
     rtt(d, d, d)
 }
 
-/// The server's Close frame for a keepalive death (K-16): what the driver writes.
+/// The server's Close frame for a keepalive death: what the driver writes.
 fn server_close_frame(reason: DeadReason) -> Vec<u8> {
     let text = reason.close_reason().as_bytes();
     let mut f = vec![0x88, 2 + text.len() as u8];

@@ -209,7 +209,7 @@ impl Drop for Pinger {
 }
 
 impl Pinger {
-    /// Sends a ping and resolves to its RTT when the pong arrives (K-10).
+    /// Sends a ping and resolves to its RTT when the pong arrives.
     ///
     /// `payload: None` lets keepalive generate a unique 8-byte ASCII payload. The future
     /// resolves to an error if the connection closes first, or at once if the payload is too
