@@ -314,3 +314,72 @@ fn an_error_chain_names_each_cause_once() {
     assert_eq!(text.matches("keepalive").count(), 1, "{text}");
     assert!(text.contains("20s"), "reports the time waited: {text}");
 }
+
+// `try_send` never waits: it hands the message back when the queue is full, and says so when
+// the connection is closing. `buffered_amount` is what waits for the transport.
+#[tokio::test(start_paused = true)]
+async fn try_send_hands_the_message_back_when_the_queue_is_full_or_closed() {
+    let config = Config::default().with_write_buffer(4096);
+    // A raw peer that never reads, over a 1 KiB pipe.
+    let (ws, _peer, _keeper) = support::raw_client(config, 1024).await;
+    let (_reader, mut writer) = ws.into_split();
+    let message = Message::binary(vec![1u8; 1000]);
+    let mut queued = 0;
+    let full = loop {
+        match writer.try_send(message.clone()) {
+            Ok(()) => queued += 1,
+            Err(e) => break e,
+        }
+        assert!(queued < 100, "the queue is bounded");
+    };
+    assert!(
+        matches!(full, sonar_async::TrySendError::Full(_)),
+        "{full:?}"
+    );
+    assert_eq!(full.into_message(), message, "the message comes back");
+    assert!(
+        writer.buffered_amount() >= 4096 - 1024,
+        "{}",
+        writer.buffered_amount()
+    );
+
+    let mut other = writer.clone();
+    let closing = tokio::spawn(async move { other.close(CloseCode::NORMAL, "").await });
+    tokio::task::yield_now().await;
+    let closed = writer.try_send(message.clone()).unwrap_err();
+    assert!(
+        matches!(closed, sonar_async::TrySendError::Closed(..)),
+        "{closed:?}"
+    );
+    closing.abort();
+}
+
+// The owned halves go back together; halves of two connections do not.
+#[tokio::test(start_paused = true)]
+async fn into_split_halves_reunite_only_with_their_own_connection() {
+    let (a, b) = support::pair(Config::default(), Config::default(), 4096).await;
+    let (a_rx, a_tx) = a.into_split();
+    let (b_rx, b_tx) = b.into_split();
+    let err = a_rx.reunite(b_tx).unwrap_err();
+    let sonar_async::ReuniteError(a_rx, b_tx) = err;
+    let mut a = a_rx.reunite(a_tx.clone()).unwrap();
+    let mut b = b_rx.reunite(b_tx).unwrap();
+    a.send("after reunite").await.unwrap();
+    let got = timeout(LIMIT, b.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(got.as_text(), Some("after reunite"));
+}
+
+// `futures::StreamExt::split` works on a `WebSocket` as on any `Stream + Sink`, in the order
+// tokio-tungstenite users write: `(write, read)`.
+#[tokio::test(start_paused = true)]
+async fn stream_ext_split_gives_sink_then_stream() {
+    use futures_util::StreamExt;
+    let (a, mut b) = support::pair(Config::default(), Config::default(), 4096).await;
+    let (mut write, mut read) = a.split();
+    write.send(Message::from("via SplitSink")).await.unwrap();
+    let got = timeout(LIMIT, b.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(got, Message::from("via SplitSink"));
+    b.send(String::from("via SplitStream")).await.unwrap();
+    let got = timeout(LIMIT, read.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(got.into_text().as_deref(), Some("via SplitStream"));
+}

@@ -275,6 +275,14 @@ impl Rejection {
 }
 
 /// Headers and body as text, not byte arrays.
+///
+/// ```
+/// use sonar_handshake::Rejection;
+/// let r = Rejection::unauthorized().with_header("WWW-Authenticate", "Bearer");
+/// let debug = format!("{r:?}");
+/// assert!(debug.contains(r#"{"WWW-Authenticate": "Bearer"}"#), "{debug}");
+/// assert!(debug.contains(r#"body: "unauthorized\n""#), "{debug}");
+/// ```
 impl fmt::Debug for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         struct Headers<'a>(&'a [(String, Vec<u8>)]);
