@@ -7,7 +7,7 @@
 //! A connection is the transport, the sans-I/O codec (`sonar-core`) and keepalive
 //! (`sonar-keepalive`) behind one lock, and two ways to move it forward:
 //! - the [`WebSocket`] handle (a `Stream` and `Sink` of [`Message`]s, which can be
-//!   [split](WebSocket::split) into a reader and a cloneable writer) does the work inline:
+//!   [split](WebSocket::into_split) into a reader and a cloneable writer) does the work inline:
 //!   `recv` reads and parses, `send` encodes and writes, so an echo costs one task wake-up;
 //! - the [`Driver`], a small keeper future to spawn, answers pings, sends keepalive pings,
 //!   measures RTT and detects dead peers whenever the application is not waiting on the
