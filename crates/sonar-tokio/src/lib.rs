@@ -121,6 +121,20 @@ pub async fn listen(addr: SocketAddr, config: Config) -> io::Result<Listener> {
 /// [`accept`](Self::accept) returns as soon as TCP accepted; the opening handshake runs when
 /// the [`Incoming`] is upgraded, typically in a task of its own, so one slow client never
 /// holds up the others.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// let listener = sonar_tokio::listen("127.0.0.1:0".parse().unwrap(), Default::default()).await?;
+/// println!("listening on ws://{}", listener.local_addr()?);
+/// let (incoming, peer) = listener.accept().await?;
+/// tokio::spawn(async move {
+///     match incoming.upgrade().await {
+///         Ok(ws) => println!("{peer} connected: {:?}", ws.stats()),
+///         Err(e) => eprintln!("{peer}: {e}"),
+///     }
+/// });
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Listener(sonar_async::Listener<Tokio>);
 
