@@ -1,0 +1,391 @@
+//! permessage-deflate (RFC 7692) in the codec: the negotiated parameters, a compressor for the
+//! messages we send and a bounded, resumable decompressor for the messages we receive.
+//!
+//! Backend: `zlib-rs` (safe API), because it honours window bits 9..=15 and the memory level
+//! when compressing (`miniz_oxide` always uses a 32 KiB window, so it could not honour a peer's
+//! `*_max_window_bits` below 15).
+//!
+//! Choices (see `docs/compression.md`):
+//! - A compressor limited to an 8-bit window (zlib and zlib-rs cannot compress with one: they
+//!   silently use 9 or refuse) never runs: every message goes out uncompressed (RSV1 clear),
+//!   which RFC 7692 §6 allows per message and which uses no window at all.
+//! - The decompressor always runs with a 15-bit window: a larger window than the peer's
+//!   decodes the same stream, tolerates peers whose zlib raised 8 to 9, and costs nothing
+//!   more in zlib-rs (it allocates a 32 KiB window whatever the window bits).
+//! - Corrupt compressed data fails the connection with 1007 (see [`crate::ProtocolError`]).
+
+use bytes::{Bytes, BytesMut};
+use zlib_rs::{DeflateFlush, InflateFlush, Status};
+
+use crate::config::Role;
+
+/// The 4 octets a sync flush ends with; stripped when sending (RFC 7692 §7.2.1) and
+/// appended before inflating (§7.2.2).
+pub(crate) const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// Output is produced in pieces of at most this many bytes, so an inflated message never
+/// holds more than `max_message_size` + one piece.
+const CHUNK: usize = 32 * 1024;
+
+/// The default compression level (zlib's scale 0..=9).
+pub const DEFAULT_LEVEL: u8 = 6;
+/// The default zlib memory level (1..=9).
+pub const DEFAULT_MEMORY_LEVEL: u8 = 5;
+/// The default size below which a message is sent uncompressed.
+pub const DEFAULT_MIN_MESSAGE_SIZE: usize = 32;
+
+/// permessage-deflate for one connection: the parameters agreed in the opening handshake
+/// (RFC 7692 §7.1) and how this end compresses.
+///
+/// The four negotiated fields use the RFC's server/client naming; the connection picks the
+/// ones for its side by its role (a server compresses with the `server_*` values and
+/// inflates what the client compressed with the `client_*` values, and vice versa).
+/// Hand it to [`Config::with_deflate`](crate::Config::with_deflate).
+///
+/// ```
+/// use sonar_core::{Config, Deflate};
+/// // What a handshake agreed: "permessage-deflate; server_no_context_takeover;
+/// // client_max_window_bits=10".
+/// let deflate = Deflate::new()
+///     .with_server_no_context_takeover(true)
+///     .with_client_max_window_bits(10)
+///     .with_level(1);
+/// let config = Config::default().with_deflate(Some(deflate));
+/// assert!(config.deflate.is_some());
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Deflate {
+    /// The server resets its compression context after every message (§7.1.1.1).
+    pub server_no_context_takeover: bool,
+    /// The client resets its compression context after every message (§7.1.1.2).
+    pub client_no_context_takeover: bool,
+    /// The largest LZ77 window the server compresses with, 8..=15 (§7.1.2.1; 15 if absent).
+    pub server_max_window_bits: u8,
+    /// The largest LZ77 window the client compresses with, 8..=15 (§7.1.2.2; 15 if absent).
+    pub client_max_window_bits: u8,
+    /// Compression level, 0 (stored) ..= 9 (best); default 6.
+    pub level: u8,
+    /// zlib memory level, 1..=9 (memory for the compressor's symbol buffers); default 5.
+    pub memory_level: u8,
+    /// Messages shorter than this are sent uncompressed (default 32 bytes).
+    pub min_message_size: usize,
+}
+
+impl Default for Deflate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Deflate {
+    /// No negotiated restrictions (context takeover both ways, 15-bit windows) and the
+    /// default level, memory level and minimum size.
+    pub const fn new() -> Self {
+        Deflate {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+            level: DEFAULT_LEVEL,
+            memory_level: DEFAULT_MEMORY_LEVEL,
+            min_message_size: DEFAULT_MIN_MESSAGE_SIZE,
+        }
+    }
+    /// Sets [`server_no_context_takeover`](Self::server_no_context_takeover).
+    pub const fn with_server_no_context_takeover(mut self, v: bool) -> Self {
+        self.server_no_context_takeover = v;
+        self
+    }
+    /// Sets [`client_no_context_takeover`](Self::client_no_context_takeover).
+    pub const fn with_client_no_context_takeover(mut self, v: bool) -> Self {
+        self.client_no_context_takeover = v;
+        self
+    }
+    /// Sets [`server_max_window_bits`](Self::server_max_window_bits) (clamped to 8..=15).
+    pub const fn with_server_max_window_bits(mut self, v: u8) -> Self {
+        self.server_max_window_bits = clamp(v, 8, 15);
+        self
+    }
+    /// Sets [`client_max_window_bits`](Self::client_max_window_bits) (clamped to 8..=15).
+    pub const fn with_client_max_window_bits(mut self, v: u8) -> Self {
+        self.client_max_window_bits = clamp(v, 8, 15);
+        self
+    }
+    /// Sets [`level`](Self::level) (clamped to 0..=9).
+    pub const fn with_level(mut self, v: u8) -> Self {
+        self.level = clamp(v, 0, 9);
+        self
+    }
+    /// Sets [`memory_level`](Self::memory_level) (clamped to 1..=9).
+    pub const fn with_memory_level(mut self, v: u8) -> Self {
+        self.memory_level = clamp(v, 1, 9);
+        self
+    }
+    /// Sets [`min_message_size`](Self::min_message_size).
+    pub const fn with_min_message_size(mut self, v: usize) -> Self {
+        self.min_message_size = v;
+        self
+    }
+
+    /// (no context takeover, window bits) of the compressor of `role`.
+    fn side(&self, role: Role) -> (bool, u8) {
+        match role {
+            Role::Server => (self.server_no_context_takeover, self.server_max_window_bits),
+            Role::Client => (self.client_no_context_takeover, self.client_max_window_bits),
+        }
+    }
+
+    pub(crate) fn compressor(&self, role: Role) -> Compressor {
+        let (reset, bits) = self.side(role);
+        Compressor {
+            state: None,
+            window_bits: clamp(bits, 8, 15),
+            level: i32::from(clamp(self.level, 0, 9)),
+            mem_level: i32::from(clamp(self.memory_level, 1, 9)),
+            reset_each: reset,
+            min_size: self.min_message_size,
+        }
+    }
+
+    pub(crate) fn inflater(&self, role: Role) -> Inflater {
+        let peer = match role {
+            Role::Server => Role::Client,
+            Role::Client => Role::Server,
+        };
+        let (reset, _bits) = self.side(peer);
+        Inflater {
+            state: None,
+            reset_each: reset,
+            ended: false,
+        }
+    }
+}
+
+const fn clamp(v: u8, lo: u8, hi: u8) -> u8 {
+    if v < lo {
+        lo
+    } else if v > hi {
+        hi
+    } else {
+        v
+    }
+}
+
+/// Why compressing a message failed (only on an inconsistent zlib state; never peer input).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CompressFailed;
+
+/// The compressor for the messages we send.
+pub(crate) struct Compressor {
+    /// `None` between messages with no context takeover (freed), or before the first one.
+    state: Option<zlib_rs::Deflate>,
+    /// 8 means "may not compress" (no backend has an 8-bit compressor window).
+    window_bits: u8,
+    level: i32,
+    mem_level: i32,
+    reset_each: bool,
+    min_size: usize,
+}
+
+impl core::fmt::Debug for Compressor {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Compressor")
+            .field("allocated", &self.state.is_some())
+            .field("window_bits", &self.window_bits)
+            .field("reset_each", &self.reset_each)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Compressor {
+    /// Whether the compressor holds zlib state now (tests and memory accounting).
+    pub(crate) fn is_allocated(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// Compresses one whole message: `Ok(Some(payload))` to send with RSV1, `Ok(None)` to send
+    /// `input` uncompressed (too short, 8-bit window, or no gain without context takeover).
+    pub(crate) fn compress(&mut self, input: &[u8]) -> Result<Option<Bytes>, CompressFailed> {
+        if input.len() < self.min_size || self.window_bits < 9 {
+            return Ok(None);
+        }
+        let (level, bits, mem_level) = (self.level, self.window_bits, self.mem_level);
+        let state = self.state.get_or_insert_with(|| {
+            zlib_rs::Deflate::new_with_config(zlib_rs::DeflateConfig {
+                level,
+                // Negative: a raw deflate stream (no zlib header), RFC 7692 §7.2.
+                window_bits: -i32::from(bits),
+                mem_level,
+                ..zlib_rs::DeflateConfig::default()
+            })
+        });
+        let result = sync_flush(state, input);
+        if self.reset_each {
+            // No context takeover: the next message starts from an empty window, and an idle
+            // connection holds no compressor.
+            self.state = None;
+        }
+        let mut out = result?;
+        // §7.2.1: remove the 00 00 ff ff a sync flush ends with.
+        if out.ends_with(&TAIL) {
+            out.truncate(out.len() - TAIL.len());
+        }
+        if self.reset_each && out.len() >= input.len() {
+            // Nothing gained, and nothing carries over to the next message: send it plain.
+            return Ok(None);
+        }
+        Ok(Some(out.freeze()))
+    }
+}
+
+/// Compresses `input` and sync-flushes (the output ends with 00 00 ff ff).
+fn sync_flush(state: &mut zlib_rs::Deflate, input: &[u8]) -> Result<BytesMut, CompressFailed> {
+    let mut out = BytesMut::new();
+    let start_in = state.total_in();
+    let mut piece = (input.len() / 2).clamp(64, CHUNK);
+    loop {
+        let consumed = usize::try_from(state.total_in() - start_in).map_err(|_| CompressFailed)?;
+        let rest = input.get(consumed..).unwrap_or(&[]);
+        let len = out.len();
+        out.resize(len + piece, 0);
+        let before = state.total_out();
+        let r = state.compress(
+            rest,
+            out.get_mut(len..).unwrap_or(&mut []),
+            DeflateFlush::SyncFlush,
+        );
+        let produced = usize::try_from(state.total_out() - before).map_err(|_| CompressFailed)?;
+        out.truncate(len + produced);
+        r.map_err(|_| CompressFailed)?;
+        let used = usize::try_from(state.total_in() - start_in).map_err(|_| CompressFailed)?;
+        if used == input.len() && produced < piece {
+            // All input taken and the flush completed with output room to spare.
+            return Ok(out);
+        }
+        if produced == 0 && used == consumed {
+            // No progress with room for output: zlib's state is inconsistent.
+            return Err(CompressFailed);
+        }
+        piece = CHUNK;
+    }
+}
+
+/// Why inflating a message failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InflateFailed {
+    /// The inflated message passed the limit; the size reached (at most limit + one chunk).
+    TooLarge(usize),
+    /// Not a valid deflate stream (or data after a final block).
+    Invalid,
+}
+
+/// The decompressor for the messages we receive: resumable across reads and fragments.
+pub(crate) struct Inflater {
+    /// `None` between messages with no context takeover (freed), or before the first one.
+    state: Option<zlib_rs::Inflate>,
+    reset_each: bool,
+    /// The peer ended the deflate stream (BFINAL) in the current message.
+    ended: bool,
+}
+
+impl core::fmt::Debug for Inflater {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Inflater")
+            .field("allocated", &self.state.is_some())
+            .field("reset_each", &self.reset_each)
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl Inflater {
+    /// Whether the decompressor holds zlib state now (tests and memory accounting).
+    pub(crate) fn is_allocated(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// Inflates `input` (compressed payload bytes of the current message, in order) onto
+    /// `out`, failing as soon as `out` passes `max` bytes.
+    pub(crate) fn feed(
+        &mut self,
+        mut input: &[u8],
+        out: &mut BytesMut,
+        max: usize,
+    ) -> Result<(), InflateFailed> {
+        if self.ended {
+            // RFC 7692 §7.2.2 ends a message's data at a final block: more is corrupt.
+            return if input.is_empty() {
+                Ok(())
+            } else {
+                Err(InflateFailed::Invalid)
+            };
+        }
+        // A 15-bit window decodes any window the peer may use (see the module docs).
+        let state = self
+            .state
+            .get_or_insert_with(|| zlib_rs::Inflate::new(false, 15));
+        loop {
+            let room = max.saturating_sub(out.len()).saturating_add(1);
+            let piece = room.min(CHUNK);
+            let len = out.len();
+            out.resize(len + piece, 0);
+            let (in0, out0) = (state.total_in(), state.total_out());
+            let r = state.decompress(
+                input,
+                out.get_mut(len..).unwrap_or(&mut []),
+                InflateFlush::NoFlush,
+            );
+            let used = usize::try_from(state.total_in() - in0).unwrap_or(usize::MAX);
+            let produced = usize::try_from(state.total_out() - out0).unwrap_or(usize::MAX);
+            out.truncate(len.saturating_add(produced));
+            input = input.get(used..).unwrap_or(&[]);
+            if out.len() > max {
+                return Err(InflateFailed::TooLarge(out.len()));
+            }
+            match r {
+                Err(_) => return Err(InflateFailed::Invalid),
+                Ok(Status::StreamEnd) => {
+                    self.ended = true;
+                    return if input.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(InflateFailed::Invalid)
+                    };
+                }
+                Ok(Status::Ok | Status::BufError) => {}
+            }
+            if produced < piece && input.is_empty() {
+                // Output room left over and nothing more to read: all caught up.
+                return Ok(());
+            }
+            if produced == 0 && used == 0 {
+                // Room for output and input left, yet no progress.
+                return Err(InflateFailed::Invalid);
+            }
+        }
+    }
+
+    /// Ends the current message: appends the tail (§7.2.2), then frees the state when the
+    /// peer resets its context after each message.
+    pub(crate) fn finish(&mut self, out: &mut BytesMut, max: usize) -> Result<(), InflateFailed> {
+        let r = if self.ended {
+            // A final block ended the stream; the appended tail is not part of it.
+            Ok(())
+        } else {
+            self.feed(&TAIL, out, max)
+        };
+        if self.reset_each || self.ended || r.is_err() {
+            // A new stream next time (after a final block the old one cannot go on).
+            self.state = None;
+        }
+        self.ended = false;
+        r
+    }
+
+    /// Drops a message in progress (a Close arrived mid-message; reading stops).
+    pub(crate) fn abort(&mut self) {
+        self.state = None;
+        self.ended = false;
+    }
+}
