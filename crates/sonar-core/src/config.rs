@@ -126,8 +126,7 @@ impl Default for Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Config");
-        d
-            .field("max_frame_size", &self.max_frame_size)
+        d.field("max_frame_size", &self.max_frame_size)
             .field("max_message_size", &self.max_message_size)
             .field("auto_fragment_size", &self.auto_fragment_size)
             .field("close_timeout", &self.close_timeout)

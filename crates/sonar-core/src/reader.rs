@@ -297,8 +297,7 @@ impl Reader {
                     }
                     if frame.compressed {
                         #[cfg(feature = "deflate")]
-                        if let (Some(inf), Some(msg)) = (self.inflate.as_mut(), self.msg.as_ref())
-                        {
+                        if let (Some(inf), Some(msg)) = (self.inflate.as_mut(), self.msg.as_ref()) {
                             let before = inf.out.len();
                             inf.inflater
                                 .feed(fresh, &mut inf.out, self.max_message)

@@ -196,9 +196,9 @@ impl Connection {
     /// message, so an idle connection holds none.
     #[cfg(feature = "deflate")]
     pub fn deflate_state(&self) -> Option<(bool, bool)> {
-        self.compressor.as_ref().map(|c| {
-            (c.is_allocated(), self.reader.inflater_allocated())
-        })
+        self.compressor
+            .as_ref()
+            .map(|c| (c.is_allocated(), self.reader.inflater_allocated()))
     }
 
     // ----- input -------------------------------------------------------------------------
