@@ -158,6 +158,7 @@ impl Deflate {
             state: None,
             reset_each: reset,
             ended: false,
+            fed: false,
         }
     }
 }
@@ -207,7 +208,10 @@ impl Compressor {
     /// Compresses one whole message: `Ok(Some(payload))` to send with RSV1, `Ok(None)` to send
     /// `input` uncompressed (too short, 8-bit window, or no gain without context takeover).
     pub(crate) fn compress(&mut self, input: &[u8]) -> Result<Option<Bytes>, CompressFailed> {
-        if input.len() < self.min_size || self.window_bits < 9 {
+        // An empty message goes out plain: zlib emits nothing for a second sync flush with no
+        // input, and an empty compressed payload would make a peer that appends the tail
+        // start an unfinished stored block.
+        if input.is_empty() || input.len() < self.min_size || self.window_bits < 9 {
             return Ok(None);
         }
         let (level, bits, mem_level) = (self.level, self.window_bits, self.mem_level);
@@ -276,7 +280,7 @@ fn sync_flush(state: &mut zlib_rs::Deflate, input: &[u8]) -> Result<BytesMut, Co
 pub(crate) enum InflateFailed {
     /// The inflated message passed the limit; the size reached (at most limit + one chunk).
     TooLarge(usize),
-    /// Not a valid deflate stream (or data after a final block).
+    /// Not a valid deflate stream.
     Invalid,
 }
 
@@ -287,6 +291,8 @@ pub(crate) struct Inflater {
     reset_each: bool,
     /// The peer ended the deflate stream (BFINAL) in the current message.
     ended: bool,
+    /// Some compressed bytes of the current message were fed.
+    fed: bool,
 }
 
 impl core::fmt::Debug for Inflater {
@@ -295,6 +301,7 @@ impl core::fmt::Debug for Inflater {
             .field("allocated", &self.state.is_some())
             .field("reset_each", &self.reset_each)
             .field("ended", &self.ended)
+            .field("fed", &self.fed)
             .finish()
     }
 }
@@ -313,13 +320,16 @@ impl Inflater {
         out: &mut BytesMut,
         max: usize,
     ) -> Result<(), InflateFailed> {
+        if input.is_empty() {
+            return Ok(());
+        }
+        self.fed = true;
         if self.ended {
-            // RFC 7692 §7.2.2 ends a message's data at a final block: more is corrupt.
-            return if input.is_empty() {
-                Ok(())
-            } else {
-                Err(InflateFailed::Invalid)
-            };
+            // Data after a final block (BFINAL=1) starts a new deflate stream, as in the
+            // RFC 7692 §7.2.3.4 example (a final block, then 0x00 and the tail). The new
+            // stream cannot refer back to the old one's window.
+            self.state = None;
+            self.ended = false;
         }
         // A 15-bit window decodes any window the peer may use (see the module docs).
         let state = self
@@ -346,12 +356,13 @@ impl Inflater {
             match r {
                 Err(_) => return Err(InflateFailed::Invalid),
                 Ok(Status::StreamEnd) => {
-                    self.ended = true;
-                    return if input.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(InflateFailed::Invalid)
-                    };
+                    if input.is_empty() {
+                        self.ended = true;
+                        return Ok(());
+                    }
+                    // More data after the final block: a new stream (see above).
+                    *state = zlib_rs::Inflate::new(false, 15);
+                    continue;
                 }
                 Ok(Status::Ok | Status::BufError) => {}
             }
@@ -369,8 +380,10 @@ impl Inflater {
     /// Ends the current message: appends the tail (§7.2.2), then frees the state when the
     /// peer resets its context after each message.
     pub(crate) fn finish(&mut self, out: &mut BytesMut, max: usize) -> Result<(), InflateFailed> {
-        let r = if self.ended {
-            // A final block ended the stream; the appended tail is not part of it.
+        let r = if self.ended || !self.fed {
+            // A final block ended the stream right at the end of the message, or the message
+            // has no compressed bytes at all (a zlib peer's empty message): the tail is not
+            // part of it (it would start a stored block that never ends).
             Ok(())
         } else {
             self.feed(&TAIL, out, max)
@@ -380,6 +393,7 @@ impl Inflater {
             self.state = None;
         }
         self.ended = false;
+        self.fed = false;
         r
     }
 
@@ -387,5 +401,6 @@ impl Inflater {
     pub(crate) fn abort(&mut self) {
         self.state = None;
         self.ended = false;
+        self.fed = false;
     }
 }
