@@ -14,18 +14,25 @@
 //!   more in zlib-rs (it allocates a 32 KiB window whatever the window bits).
 //! - Corrupt compressed data fails the connection with 1007 (see [`crate::ProtocolError`]).
 
+use alloc::vec::Vec;
+
 use bytes::{Bytes, BytesMut};
 use zlib_rs::{DeflateFlush, InflateFlush, Status};
 
 use crate::config::Role;
+use crate::utf8::Utf8Validator;
 
 /// The 4 octets a sync flush ends with; stripped when sending (RFC 7692 §7.2.1) and
 /// appended before inflating (§7.2.2).
 pub(crate) const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// Output is produced in pieces of at most this many bytes, so an inflated message never
-/// holds more than `max_message_size` + one piece.
+/// Inflated output is kept in pieces of at most this many bytes (and compressed output is
+/// grown by this much), so an inflated message never holds more than `max_message_size` + one
+/// piece: no buffer doubles past the limit.
 const CHUNK: usize = 32 * 1024;
+
+/// The first output buffer of a message is at least this large.
+const FIRST_PIECE: usize = 256;
 
 /// The default compression level (zlib's scale 0..=9).
 pub const DEFAULT_LEVEL: u8 = 6;
@@ -159,6 +166,7 @@ impl Deflate {
             reset_each: reset,
             ended: false,
             fed: false,
+            out: Pieces::default(),
         }
     }
 }
@@ -278,10 +286,60 @@ fn sync_flush(state: &mut zlib_rs::Deflate, input: &[u8]) -> Result<BytesMut, Co
 /// Why inflating a message failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum InflateFailed {
-    /// The inflated message passed the limit; the size reached (at most limit + one chunk).
+    /// The inflated message passed the limit; the size reached (the limit + 1).
     TooLarge(usize),
     /// Not a valid deflate stream.
     Invalid,
+    /// A text message whose inflated bytes are not valid UTF-8.
+    Utf8,
+}
+
+/// The inflated bytes of the message in progress: full pieces of [`CHUNK`] bytes and the one
+/// being filled (which grows by doubling up to [`CHUNK`]).
+#[derive(Debug, Default)]
+struct Pieces {
+    full: Vec<Bytes>,
+    cur: BytesMut,
+    len: usize,
+}
+
+impl Pieces {
+    /// The whole message as one buffer (one copy only if it spans several pieces).
+    fn take(&mut self) -> Bytes {
+        let cur = core::mem::take(&mut self.cur);
+        let len = core::mem::take(&mut self.len);
+        if self.full.is_empty() {
+            return cur.freeze();
+        }
+        let mut all = BytesMut::with_capacity(len);
+        for p in self.full.drain(..) {
+            all.extend_from_slice(&p);
+        }
+        all.extend_from_slice(&cur);
+        self.full = Vec::new();
+        all.freeze()
+    }
+
+    /// Room for at most `want` more bytes at the end of `cur`, zero-filled; returns where it
+    /// starts.
+    fn grow(&mut self, want: usize, hint: usize) -> usize {
+        if self.cur.len() >= CHUNK {
+            let full = core::mem::take(&mut self.cur);
+            self.full.push(full.freeze());
+        }
+        let len = self.cur.len();
+        let spare = self.cur.capacity().saturating_sub(len);
+        let piece = if spare > 0 {
+            spare
+        } else {
+            // Double the piece being filled (at least FIRST_PIECE, or what the input
+            // suggests), never past CHUNK.
+            len.max(hint).max(FIRST_PIECE)
+        };
+        let piece = piece.min(want).min(CHUNK.saturating_sub(len)).max(1);
+        self.cur.resize(len + piece, 0);
+        len
+    }
 }
 
 /// The decompressor for the messages we receive: resumable across reads and fragments.
@@ -293,6 +351,8 @@ pub(crate) struct Inflater {
     ended: bool,
     /// Some compressed bytes of the current message were fed.
     fed: bool,
+    /// The inflated bytes of the current message.
+    out: Pieces,
 }
 
 impl core::fmt::Debug for Inflater {
@@ -312,13 +372,14 @@ impl Inflater {
         self.state.is_some()
     }
 
-    /// Inflates `input` (compressed payload bytes of the current message, in order) onto
-    /// `out`, failing as soon as `out` passes `max` bytes.
+    /// Inflates `input` (compressed payload bytes of the current message, in order),
+    /// failing as soon as the message passes `max` inflated bytes; new bytes are checked with
+    /// `utf8` (text messages).
     pub(crate) fn feed(
         &mut self,
         mut input: &[u8],
-        out: &mut BytesMut,
         max: usize,
+        mut utf8: Option<&mut Utf8Validator>,
     ) -> Result<(), InflateFailed> {
         if input.is_empty() {
             return Ok(());
@@ -335,23 +396,31 @@ impl Inflater {
         let state = self
             .state
             .get_or_insert_with(|| zlib_rs::Inflate::new(false, 15));
+        let out = &mut self.out;
         loop {
-            let room = max.saturating_sub(out.len()).saturating_add(1);
-            let piece = room.min(CHUNK);
-            let len = out.len();
-            out.resize(len + piece, 0);
+            // One byte of room past the limit tells "at the limit" from "over it".
+            let room = max.saturating_sub(out.len).saturating_add(1);
+            let start = out.grow(room, input.len().saturating_mul(4));
+            let piece = out.cur.len() - start;
             let (in0, out0) = (state.total_in(), state.total_out());
             let r = state.decompress(
                 input,
-                out.get_mut(len..).unwrap_or(&mut []),
+                out.cur.get_mut(start..).unwrap_or(&mut []),
                 InflateFlush::NoFlush,
             );
             let used = usize::try_from(state.total_in() - in0).unwrap_or(usize::MAX);
-            let produced = usize::try_from(state.total_out() - out0).unwrap_or(usize::MAX);
-            out.truncate(len.saturating_add(produced));
+            let produced = usize::try_from(state.total_out() - out0)
+                .unwrap_or(usize::MAX)
+                .min(piece);
+            out.cur.truncate(start + produced);
+            out.len = out.len.saturating_add(produced);
             input = input.get(used..).unwrap_or(&[]);
-            if out.len() > max {
-                return Err(InflateFailed::TooLarge(out.len()));
+            if out.len > max {
+                return Err(InflateFailed::TooLarge(out.len));
+            }
+            if let Some(v) = utf8.as_deref_mut() {
+                v.feed(out.cur.get(start..).unwrap_or(&[]))
+                    .map_err(|_| InflateFailed::Utf8)?;
             }
             match r {
                 Err(_) => return Err(InflateFailed::Invalid),
@@ -377,16 +446,20 @@ impl Inflater {
         }
     }
 
-    /// Ends the current message: appends the tail (§7.2.2), then frees the state when the
-    /// peer resets its context after each message.
-    pub(crate) fn finish(&mut self, out: &mut BytesMut, max: usize) -> Result<(), InflateFailed> {
+    /// Ends the current message: appends the tail (§7.2.2), returns the inflated message and
+    /// frees the state when the peer resets its context after each message.
+    pub(crate) fn finish(
+        &mut self,
+        max: usize,
+        utf8: Option<&mut Utf8Validator>,
+    ) -> Result<Bytes, InflateFailed> {
         let r = if self.ended || !self.fed {
             // A final block ended the stream right at the end of the message, or the message
             // has no compressed bytes at all (a zlib peer's empty message): the tail is not
             // part of it (it would start a stored block that never ends).
             Ok(())
         } else {
-            self.feed(&TAIL, out, max)
+            self.feed(&TAIL, max, utf8)
         };
         if self.reset_each || self.ended || r.is_err() {
             // A new stream next time (after a final block the old one cannot go on).
@@ -394,7 +467,8 @@ impl Inflater {
         }
         self.ended = false;
         self.fed = false;
-        r
+        let out = self.out.take();
+        r.map(|()| out)
     }
 
     /// Drops a message in progress (a Close arrived mid-message; reading stops).
@@ -402,5 +476,6 @@ impl Inflater {
         self.state = None;
         self.ended = false;
         self.fed = false;
+        self.out = Pieces::default();
     }
 }

@@ -65,15 +65,6 @@ struct InMessage {
     compressed: bool,
 }
 
-/// The receiving half of permessage-deflate.
-#[cfg(feature = "deflate")]
-#[derive(Debug)]
-struct InflateState {
-    inflater: Inflater,
-    /// The inflated bytes of the message in progress (at most `max_message` + one chunk).
-    out: BytesMut,
-}
-
 #[derive(Debug)]
 pub(crate) struct Reader {
     role: Role,
@@ -85,8 +76,9 @@ pub(crate) struct Reader {
     utf8: Utf8Validator,
     /// `PingAhead` was reported for the Ping at the front of the buffer: parse it on.
     ping_announced: bool,
+    /// The receiving half of permessage-deflate (it holds the message being inflated).
     #[cfg(feature = "deflate")]
-    inflate: Option<InflateState>,
+    inflate: Option<Inflater>,
 }
 
 impl Reader {
@@ -110,19 +102,14 @@ impl Reader {
     #[cfg(feature = "deflate")]
     pub(crate) fn with_inflater(mut self, inflater: Inflater) -> Self {
         self.ext_rsv |= RSV1;
-        self.inflate = Some(InflateState {
-            inflater,
-            out: BytesMut::new(),
-        });
+        self.inflate = Some(inflater);
         self
     }
 
     /// Whether the decompressor holds zlib state now.
     #[cfg(feature = "deflate")]
     pub(crate) fn inflater_allocated(&self) -> bool {
-        self.inflate
-            .as_ref()
-            .is_some_and(|i| i.inflater.is_allocated())
+        self.inflate.as_ref().is_some_and(Inflater::is_allocated)
     }
 
     /// Whether RSV1 on a first frame means "compressed" here.
@@ -298,15 +285,9 @@ impl Reader {
                     if frame.compressed {
                         #[cfg(feature = "deflate")]
                         if let (Some(inf), Some(msg)) = (self.inflate.as_mut(), self.msg.as_ref()) {
-                            let before = inf.out.len();
-                            inf.inflater
-                                .feed(fresh, &mut inf.out, self.max_message)
+                            let utf8 = (msg.kind == DataKind::Text).then_some(&mut self.utf8);
+                            inf.feed(fresh, self.max_message, utf8)
                                 .map_err(|e| inflate_error(e, self.max_message))?;
-                            if msg.kind == DataKind::Text {
-                                self.utf8
-                                    .feed(inf.out.get(before..).unwrap_or(&[]))
-                                    .map_err(|_| ProtocolError::InvalidUtf8)?;
-                            }
                         }
                     } else if frame.validate {
                         self.utf8
@@ -331,8 +312,7 @@ impl Reader {
                     self.msg = None;
                     #[cfg(feature = "deflate")]
                     if let Some(inf) = self.inflate.as_mut() {
-                        inf.inflater.abort();
-                        inf.out = BytesMut::new();
+                        inf.abort();
                     }
                     return parse_close(payload.freeze()).map(|c| Some(Inbound::Close(c)));
                 }
@@ -388,18 +368,10 @@ impl Reader {
         let Some(inf) = self.inflate.as_mut() else {
             return Err(ProtocolError::ReservedBits(RSV1));
         };
-        let before = inf.out.len();
-        inf.inflater
-            .finish(&mut inf.out, max)
-            .map_err(|e| inflate_error(e, max))?;
-        let payload = core::mem::take(&mut inf.out).freeze();
-        if kind == DataKind::Text {
-            self.utf8
-                .feed(payload.get(before..).unwrap_or(&[]))
-                .map_err(|_| ProtocolError::InvalidUtf8)?;
-            if !self.utf8.is_complete() {
-                return Err(ProtocolError::InvalidUtf8);
-            }
+        let utf8 = (kind == DataKind::Text).then_some(&mut self.utf8);
+        let payload = inf.finish(max, utf8).map_err(|e| inflate_error(e, max))?;
+        if kind == DataKind::Text && !self.utf8.is_complete() {
+            return Err(ProtocolError::InvalidUtf8);
         }
         self.utf8.reset();
         Ok(Inbound::Message(match kind {
@@ -454,6 +426,7 @@ fn inflate_error(e: InflateFailed, max: usize) -> ProtocolError {
             max,
         },
         InflateFailed::Invalid => ProtocolError::InvalidCompressedData,
+        InflateFailed::Utf8 => ProtocolError::InvalidUtf8,
     }
 }
 

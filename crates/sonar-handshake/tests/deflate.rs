@@ -2,6 +2,7 @@
 //! the server's answer to every kind of offer (several offers, several header lines, quoted
 //! values, declined offers falling back to the next), the client's offer from its config and
 //! its check of the server's answer.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use sonar_handshake::{
     AcceptOptions, ClientError, ClientHandshake, ClientRequest, DeflateConfig, DeflateError,
