@@ -35,7 +35,7 @@ const CHUNK: usize = 32 * 1024;
 const FIRST_PIECE: usize = 256;
 
 /// The default compression level (zlib's scale 0..=9).
-pub const DEFAULT_LEVEL: u8 = 6;
+pub const DEFAULT_LEVEL: u8 = 1;
 /// The default zlib memory level (1..=9).
 pub const DEFAULT_MEMORY_LEVEL: u8 = 5;
 /// The default size below which a message is sent uncompressed.
@@ -71,7 +71,7 @@ pub struct Deflate {
     pub server_max_window_bits: u8,
     /// The largest LZ77 window the client compresses with, 8..=15 (§7.1.2.2; 15 if absent).
     pub client_max_window_bits: u8,
-    /// Compression level, 0 (stored) ..= 9 (best); default 6.
+    /// Compression level, 0 (stored) ..= 9 (best); default 1 (fastest; see `docs/compression.md`).
     pub level: u8,
     /// zlib memory level, 1..=9 (memory for the compressor's symbol buffers); default 5.
     pub memory_level: u8,

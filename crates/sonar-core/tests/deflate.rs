@@ -529,7 +529,7 @@ fn rfc7692_6_2_close_in_the_middle_of_a_compressed_message() {
 fn rfc7692_7_1_1_context_takeover_across_messages() {
     let msg = sample(2000);
     // Our compressor: the second identical message is much smaller with takeover.
-    let mut s = server(all());
+    let mut s = server(all().with_level(6));
     s.conn.send(text(&msg)).unwrap();
     s.conn.send(text(&msg)).unwrap();
     let f = parse_frames(&s.take_output());

@@ -116,7 +116,8 @@ pub enum DeflateError {
 pub struct DeflateConfig {
     /// Offer (client) or accept (server) permessage-deflate at all (default `true`).
     pub enabled: bool,
-    /// Compression level 0..=9 (default 6).
+    /// Compression level 0..=9 (default 1, the fastest; 6 compresses text about 40% smaller
+    /// at a third of the speed, see `docs/compression.md`).
     pub level: u8,
     /// zlib memory level 1..=9 (default 5).
     pub memory_level: u8,
@@ -140,7 +141,7 @@ impl Default for DeflateConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            level: 6,
+            level: 1,
             memory_level: 5,
             min_message_size: 32,
             max_window_bits: 12,
