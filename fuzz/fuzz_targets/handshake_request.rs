@@ -1,8 +1,23 @@
 #![no_main]
 //! Fuzzes the server's request decoder, whole and in input-chosen chunks: it must never panic,
 //! the outcome must not depend on chunking, and the head length must stay within the buffer.
+//! The offered extensions go through permessage-deflate negotiation (RFC 7692): the answer
+//! must be one the RFC allows for some valid offer, and a client that made that offer must
+//! accept it.
 use libfuzzer_sys::fuzz_target;
-use sonar_handshake::{Limits, ServerHandshake};
+use sonar_handshake::{
+    AcceptOptions, DeflateConfig, Limits, PERMESSAGE_DEFLATE, ServerHandshake, check_deflate_offer,
+};
+
+/// A server config from one byte.
+fn deflate_config(b: u8) -> DeflateConfig {
+    DeflateConfig::default()
+        .with_enabled(b & 0x80 == 0)
+        .with_max_window_bits(8 + (b & 7))
+        .with_peer_max_window_bits((b & 8 != 0).then_some(8 + ((b >> 4) & 7)))
+        .with_no_context_takeover(b & 0x10 != 0)
+        .with_peer_no_context_takeover(b & 0x40 != 0)
+}
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the limits, the next 4 bytes pick chunk sizes.
@@ -32,6 +47,45 @@ fuzz_target!(|data: &[u8]| {
             &mut out,
         );
         assert!(out.ends_with(b"\r\n\r\n"));
+
+        let config = deflate_config(sizes[0] ^ cfg);
+        if let Some(answer) = req.negotiate_deflate(&config) {
+            assert!(config.enabled);
+            let p = answer.params;
+            assert!((8..=15).contains(&p.server_max_window_bits));
+            assert!((8..=15).contains(&p.client_max_window_bits));
+            assert!(p.server_max_window_bits <= config.max_window_bits);
+            assert!(answer.response.is_valid());
+            assert_eq!(check_deflate_offer(&answer.response), Ok(()));
+            // It answers the first valid permessage-deflate offer.
+            let offer = req
+                .extensions()
+                .iter()
+                .filter(|e| e.name().eq_ignore_ascii_case(PERMESSAGE_DEFLATE))
+                .find(|e| check_deflate_offer(e).is_ok())
+                .expect("a valid offer");
+            if let Some(Some(v)) = offer.param("server_max_window_bits") {
+                let asked: u8 = v.parse().expect("checked");
+                assert!(p.server_max_window_bits <= asked);
+                assert!(answer.response.param("server_max_window_bits").is_some());
+            }
+            if offer.param("server_no_context_takeover").is_some() {
+                assert!(p.server_no_context_takeover);
+            }
+            if offer.param("client_max_window_bits").is_none() {
+                assert!(answer.response.param("client_max_window_bits").is_none());
+            }
+            let mut out = Vec::new();
+            hs.encode_accept_with(req, &AcceptOptions::new().with_deflate(&answer), &mut out);
+            assert!(out.ends_with(b"\r\n\r\n"));
+        } else if config.enabled {
+            assert!(
+                req.extensions()
+                    .iter()
+                    .filter(|e| e.name().eq_ignore_ascii_case(PERMESSAGE_DEFLATE))
+                    .all(|e| check_deflate_offer(e).is_err())
+            );
+        }
     }
     if let Err(r) = &whole {
         let mut out = Vec::new();
