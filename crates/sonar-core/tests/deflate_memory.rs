@@ -25,8 +25,17 @@ const N: usize = 200;
 
 fn sample(len: usize) -> String {
     let words = [
-        "sonar ", "websocket ", "deflate ", "window ", "context ", "takeover ", "frame ",
-        "message ", "ping ", "{\"id\":", "\"value\":[1,2,3]} ",
+        "sonar ",
+        "websocket ",
+        "deflate ",
+        "window ",
+        "context ",
+        "takeover ",
+        "frame ",
+        "message ",
+        "ping ",
+        "{\"id\":",
+        "\"value\":[1,2,3]} ",
     ];
     let mut s = String::new();
     let mut x: u32 = 12345;
@@ -62,7 +71,9 @@ fn per_connection(deflate: Option<Deflate>) -> (usize, usize) {
             .rsv(sonar_core::RSV1)
             .mask([1, 2, 3, 4])
             .build(),
-        None => FrameBuilder::text(text.as_bytes()).mask([1, 2, 3, 4]).build(),
+        None => FrameBuilder::text(text.as_bytes())
+            .mask([1, 2, 3, 4])
+            .build(),
     };
     let mut conns: Vec<Connection> = Vec::with_capacity(N);
     let base = ALLOC.current_usage();
@@ -87,7 +98,15 @@ fn per_connection(deflate: Option<Deflate>) -> (usize, usize) {
 fn settings() -> Vec<(String, Option<Deflate>)> {
     let mut v = vec![("no deflate".to_string(), None)];
     let base = Deflate::new();
-    for (bits, mem) in [(15u8, 8u8), (15, 5), (12, 8), (12, 5), (10, 5), (9, 1), (12, 1)] {
+    for (bits, mem) in [
+        (15u8, 8u8),
+        (15, 5),
+        (12, 8),
+        (12, 5),
+        (10, 5),
+        (9, 1),
+        (12, 1),
+    ] {
         v.push((
             format!("takeover, window {bits}, memory level {mem}"),
             Some(
@@ -140,7 +159,10 @@ fn rfc7692_7_1_1_context_takeover_keeps_the_state_and_memory_level_counts() {
     let (_, plain) = per_connection(None);
     let (_, big) = per_connection(Some(Deflate::new().with_memory_level(9)));
     let (_, small) = per_connection(Some(Deflate::new().with_memory_level(1)));
-    assert!(small > plain + 32 * 1024, "the kept state shows: {small} vs {plain}");
+    assert!(
+        small > plain + 32 * 1024,
+        "the kept state shows: {small} vs {plain}"
+    );
     assert!(big > small, "memory level 9 {big} vs 1 {small}");
 }
 
@@ -166,7 +188,15 @@ fn print_memory_and_throughput_tables() {
     println!("| data | level | window | ratio | compress MB/s | inflate MB/s |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (name, data) in [("text", text.as_bytes()), ("binary (random)", &bin[..])] {
-        for (level, bits) in [(1u8, 12u8), (2, 12), (3, 12), (4, 12), (6, 12), (6, 15), (9, 15)] {
+        for (level, bits) in [
+            (1u8, 12u8),
+            (2, 12),
+            (3, 12),
+            (4, 12),
+            (6, 12),
+            (6, 15),
+            (9, 15),
+        ] {
             let d = Deflate::new()
                 .with_level(level)
                 .with_server_max_window_bits(bits)
