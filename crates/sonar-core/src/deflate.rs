@@ -233,9 +233,10 @@ impl Compressor {
             })
         });
         let result = sync_flush(state, input);
-        if self.reset_each {
+        if self.reset_each || result.is_err() {
             // No context takeover: the next message starts from an empty window, and an idle
-            // connection holds no compressor.
+            // connection holds no compressor. After an error, a fresh stream (which never
+            // refers back) is still valid for the peer.
             self.state = None;
         }
         let mut out = result?;

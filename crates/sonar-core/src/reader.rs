@@ -181,7 +181,11 @@ impl Reader {
             return Ok(Start::NeedMore);
         };
         if !opcode.is_control() {
-            self.check_limits(len)?;
+            let compressed = match &self.msg {
+                Some(m) => m.compressed,
+                None => b0 & RSV1 != 0 && self.deflate_on(),
+            };
+            self.check_limits(len, compressed)?;
         }
         let (header, wire) = match FrameHeader::parse(buf) {
             Ok(Some(h)) => h,
@@ -234,7 +238,11 @@ impl Reader {
         Ok(Start::Started)
     }
 
-    fn check_limits(&self, len: u64) -> Result<(), ProtocolError> {
+    /// `max_message` bounds a message's payload on the wire; a compressed message's inflated
+    /// size is bounded by the inflater, and its wire size gets an eighth more (deflate can
+    /// expand incompressible data by up to 12.5% with fixed codes), so that a message under
+    /// the limit once inflated is never refused for its compressed size.
+    fn check_limits(&self, len: u64, compressed: bool) -> Result<(), ProtocolError> {
         if len > self.max_frame as u64 {
             return Err(ProtocolError::FrameTooLarge {
                 len,
@@ -243,7 +251,13 @@ impl Reader {
         }
         let before = self.msg.as_ref().map_or(0, |m| m.wire) as u64;
         let total = before.saturating_add(len);
-        if total > self.max_message as u64 {
+        let max = self.max_message as u64;
+        let max = if compressed {
+            max.saturating_add(max / 8).saturating_add(64)
+        } else {
+            max
+        };
+        if total > max {
             return Err(ProtocolError::MessageTooLarge {
                 len: total,
                 max: self.max_message,

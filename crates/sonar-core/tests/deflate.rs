@@ -505,6 +505,42 @@ fn rfc7692_7_2_2_inflated_size_limit_is_1009() {
 }
 
 #[test]
+fn rfc7692_7_2_2_incompressible_message_under_the_limit_passes_despite_expansion() {
+    // Level 1 (fixed codes) expands random bytes: the wire size may pass max_message_size
+    // while the inflated size does not.
+    let data = noise(10_000);
+    let z = PeerDeflate::with_level(15, 1).message(&data);
+    assert!(z.len() > data.len());
+    let config = Config::default()
+        .with_deflate(Some(all()))
+        .with_max_message_size(10_000);
+    let mut s = Driver::new(Connection::server(config));
+    s.feed(&FrameBuilder::binary(&z).rsv(RSV1).mask([0; 4]).build())
+        .unwrap();
+    assert_eq!(messages(s.take_events()), [Message::binary(data)]);
+    // The wire limit for compressed messages is an eighth above the limit.
+    let config = Config::default()
+        .with_deflate(Some(all()))
+        .with_max_message_size(1000);
+    let mut s = Driver::new(Connection::server(config));
+    let err = s
+        .feed(
+            &FrameBuilder::binary(&[0; 1190])
+                .rsv(RSV1)
+                .mask([0; 4])
+                .build(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::MessageTooLarge {
+            len: 1190,
+            max: 1000
+        }
+    );
+}
+
+#[test]
 fn rfc7692_6_2_close_in_the_middle_of_a_compressed_message() {
     let mut s = server(all());
     let z = deflate(sample(1000).as_bytes());
