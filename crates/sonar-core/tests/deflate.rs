@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bytes::Bytes;
+use proptest::prelude::*;
 use sonar_core::testing::{
     Driver, FixedMask, FrameBuilder, Pair, PeerDeflate, PeerInflate, RFC_KEY, deflate, inflate,
     parse_frames, server_close,
@@ -767,5 +768,52 @@ fn rfc7692_7_every_split_of_a_compressed_message_over_reads() {
         s.feed(&frame[..split]).unwrap();
         s.feed(&frame[split..]).unwrap();
         assert_eq!(messages(s.take_events()), [text(&msg)], "split {split}");
+    }
+}
+
+// ----- property: any messages, any parameters, any read sizes ------------------------------
+
+fn message_strategy() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..3000).prop_map(Message::binary),
+        ".{0,300}".prop_map(|s: String| Message::text(s)),
+        (0usize..20_000).prop_map(|n| Message::text(sample(n))),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn rfc7692_7_messages_round_trip_with_any_parameters(
+        msgs in proptest::collection::vec(message_strategy(), 1..6),
+        flags in 0u8..16,
+        sbits in 8u8..=15,
+        cbits in 8u8..=15,
+        level in 0u8..=9,
+        mem in 1u8..=9,
+        step in prop_oneof![Just(None), (1usize..64).prop_map(Some)],
+        frag in prop_oneof![Just(None), (1usize..700).prop_map(Some)],
+    ) {
+        let d = Deflate::new()
+            .with_server_no_context_takeover(flags & 1 != 0)
+            .with_client_no_context_takeover(flags & 2 != 0)
+            .with_server_max_window_bits(sbits)
+            .with_client_max_window_bits(cbits)
+            .with_level(level)
+            .with_memory_level(mem)
+            .with_min_message_size(if flags & 4 != 0 { 0 } else { 100 });
+        let cfg = Config::default().with_deflate(Some(d)).with_auto_fragment_size(frag);
+        let mut pair = Pair::with_configs(cfg.clone(), cfg);
+        pair.step = step;
+        for m in &msgs {
+            pair.client.conn.send(m.clone()).unwrap();
+            pair.server.conn.send(m.clone()).unwrap();
+        }
+        pair.client.conn.ping(Bytes::from_static(b"k")).unwrap();
+        pair.pump();
+        prop_assert_eq!(messages(pair.server.take_events()), msgs.clone());
+        prop_assert_eq!(messages(pair.client.take_events()), msgs);
+        prop_assert!(pair.server.error.is_none() && pair.client.error.is_none());
     }
 }
