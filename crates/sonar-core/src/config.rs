@@ -37,8 +37,9 @@ impl<F: FnMut() -> [u8; 4]> MaskSource for F {
     }
 }
 
-/// A negotiated extension (e.g. permessage-deflate, RFC 7692): the seam that lets one be
-/// added without reworking the codec.
+/// A negotiated extension: the seam that lets one be added without reworking the codec.
+/// permessage-deflate (RFC 7692) is built in instead (`Config::deflate`, feature `deflate`),
+/// because it inflates as frames arrive rather than per whole message.
 ///
 /// Rules the codec enforces around it: RSV bits not in [`Extension::rsv_bits`] are errors;
 /// RSV bits are only accepted on the first frame of a data message (never on control frames

@@ -61,7 +61,7 @@ struct InMessage {
     /// Payload bytes received so far on the wire (compressed ones for a compressed message).
     wire: usize,
     /// RSV1 with permessage-deflate negotiated: `parts` stays empty, the inflated bytes
-    /// collect in the reader's `inflated`.
+    /// collect in the reader's inflater.
     compressed: bool,
 }
 
