@@ -296,18 +296,24 @@ pub(crate) enum InflateFailed {
 }
 
 /// The inflated bytes of the message in progress: full pieces of [`CHUNK`] bytes and the one
-/// being filled (which grows by doubling up to [`CHUNK`]).
+/// being filled. `cur` is zero-filled ahead of the output (doubling, up to [`CHUNK`]) and
+/// `filled` says how much of it is output, so no byte is zero-filled twice however small the
+/// reads are.
 #[derive(Debug, Default)]
 struct Pieces {
     full: Vec<Bytes>,
     cur: BytesMut,
+    /// Output bytes at the front of `cur`.
+    filled: usize,
+    /// Output bytes in all pieces.
     len: usize,
 }
 
 impl Pieces {
     /// The whole message as one buffer (one copy only if it spans several pieces).
     fn take(&mut self) -> Bytes {
-        let cur = core::mem::take(&mut self.cur);
+        let mut cur = core::mem::take(&mut self.cur);
+        cur.truncate(core::mem::take(&mut self.filled));
         let len = core::mem::take(&mut self.len);
         if self.full.is_empty() {
             return cur.freeze();
@@ -321,25 +327,37 @@ impl Pieces {
         all.freeze()
     }
 
-    /// Room for at most `want` more bytes at the end of `cur`, zero-filled; returns where it
-    /// starts.
-    fn grow(&mut self, want: usize, hint: usize) -> usize {
-        if self.cur.len() >= CHUNK {
-            let full = core::mem::take(&mut self.cur);
+    /// Room for at most `want` more output bytes: (start, length) within `cur`.
+    fn room(&mut self, want: usize, hint: usize) -> (usize, usize) {
+        if self.filled >= CHUNK {
+            let mut full = core::mem::take(&mut self.cur);
+            full.truncate(core::mem::take(&mut self.filled));
             self.full.push(full.freeze());
         }
-        let len = self.cur.len();
-        let spare = self.cur.capacity().saturating_sub(len);
-        let piece = if spare > 0 {
-            spare
-        } else {
+        if self.filled >= self.cur.len() {
             // Double the piece being filled (at least FIRST_PIECE, or what the input
             // suggests), never past CHUNK.
-            len.max(hint).max(FIRST_PIECE)
-        };
-        let piece = piece.min(want).min(CHUNK.saturating_sub(len)).max(1);
-        self.cur.resize(len + piece, 0);
-        len
+            let add = self
+                .filled
+                .max(hint)
+                .max(FIRST_PIECE)
+                .min(CHUNK.saturating_sub(self.filled))
+                .max(1);
+            self.cur.resize(self.filled + add, 0);
+        }
+        let start = self.filled;
+        (start, (self.cur.len() - start).min(want))
+    }
+
+    /// The output slice handed out by [`room`](Self::room).
+    fn slot(&mut self, start: usize, len: usize) -> &mut [u8] {
+        self.cur.get_mut(start..start + len).unwrap_or(&mut [])
+    }
+
+    /// Records `n` more output bytes at the end.
+    fn advance(&mut self, n: usize) {
+        self.filled += n;
+        self.len = self.len.saturating_add(n);
     }
 }
 
@@ -401,26 +419,20 @@ impl Inflater {
         loop {
             // One byte of room past the limit tells "at the limit" from "over it".
             let room = max.saturating_sub(out.len).saturating_add(1);
-            let start = out.grow(room, input.len().saturating_mul(4));
-            let piece = out.cur.len() - start;
+            let (start, piece) = out.room(room, input.len().saturating_mul(4));
             let (in0, out0) = (state.total_in(), state.total_out());
-            let r = state.decompress(
-                input,
-                out.cur.get_mut(start..).unwrap_or(&mut []),
-                InflateFlush::NoFlush,
-            );
+            let r = state.decompress(input, out.slot(start, piece), InflateFlush::NoFlush);
             let used = usize::try_from(state.total_in() - in0).unwrap_or(usize::MAX);
             let produced = usize::try_from(state.total_out() - out0)
                 .unwrap_or(usize::MAX)
                 .min(piece);
-            out.cur.truncate(start + produced);
-            out.len = out.len.saturating_add(produced);
+            out.advance(produced);
             input = input.get(used..).unwrap_or(&[]);
             if out.len > max {
                 return Err(InflateFailed::TooLarge(out.len));
             }
             if let Some(v) = utf8.as_deref_mut() {
-                v.feed(out.cur.get(start..).unwrap_or(&[]))
+                v.feed(out.cur.get(start..start + produced).unwrap_or(&[]))
                     .map_err(|_| InflateFailed::Utf8)?;
             }
             match r {
