@@ -9,6 +9,18 @@ use sonar_handshake::{
     AcceptOptions, DeflateConfig, Limits, PERMESSAGE_DEFLATE, ServerHandshake, check_deflate_offer,
 };
 
+/// `head` followed by one `Sec-WebSocket-Extensions` line per line of `lines`, and the blank line.
+fn splice(head: &[u8], lines: &[u8]) -> Vec<u8> {
+    let mut s = head.to_vec();
+    for line in lines.split(|&b| b == b'\n') {
+        s.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+        s.extend(line.iter().copied().filter(|&b| b != b'\r'));
+        s.extend_from_slice(b"\r\n");
+    }
+    s.extend_from_slice(b"\r\n");
+    s
+}
+
 /// A server config from one byte.
 fn deflate_config(b: u8) -> DeflateConfig {
     DeflateConfig::default()
@@ -26,6 +38,19 @@ fuzz_target!(|data: &[u8]| {
     };
     let Some((sizes, input)) = rest.split_at_checked(4) else {
         return;
+    };
+    // Half of the inputs are extension headers: spliced into a valid request as
+    // `Sec-WebSocket-Extensions` lines (one per input line), so negotiation gets exercised.
+    let spliced;
+    let input = if sizes[0] & 0x80 != 0 {
+        spliced = splice(
+            b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+            input,
+        );
+        &spliced[..]
+    } else {
+        input
     };
     let hs = if cfg & 1 == 0 {
         ServerHandshake::new()

@@ -47,6 +47,25 @@ fuzz_target!(|data: &[u8]| {
     let Some((sizes, input)) = rest.split_at_checked(4) else {
         return;
     };
+    // Half of the inputs are extension headers: spliced into a valid 101 (the accept key of
+    // the sample nonce) as `Sec-WebSocket-Extensions` lines, so the answer check gets exercised.
+    let spliced;
+    let input = if sizes[0] & 0x80 != 0 {
+        let mut s =
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                .to_vec();
+        for line in input.split(|&b| b == b'\n') {
+            s.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+            s.extend(line.iter().copied().filter(|&b| b != b'\r'));
+            s.extend_from_slice(b"\r\n");
+        }
+        s.extend_from_slice(b"\r\n");
+        spliced = s;
+        &spliced[..]
+    } else {
+        input
+    };
     let mut hs = client(cfg);
     let whole = hs.decode_response(input);
     if let Ok(Some((accepted, used))) = &whole {
