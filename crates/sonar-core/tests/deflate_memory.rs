@@ -92,6 +92,12 @@ fn per_connection(deflate: Option<Deflate>) -> (usize, usize) {
     }
     let after = ALLOC.current_usage().saturating_sub(base) / N;
     drop(conns);
+    // Everything is given back: no zlib state outlives its connection.
+    assert!(
+        ALLOC.current_usage() <= base,
+        "leaked {} bytes",
+        ALLOC.current_usage() - base
+    );
     (idle, after)
 }
 
