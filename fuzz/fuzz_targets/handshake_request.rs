@@ -86,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
             let offer = req
                 .extensions()
                 .iter()
-                .filter(|e| e.name().eq_ignore_ascii_case(PERMESSAGE_DEFLATE))
+                .filter(|e| e.name() == PERMESSAGE_DEFLATE)
                 .find(|e| check_deflate_offer(e).is_ok())
                 .expect("a valid offer");
             if let Some(Some(v)) = offer.param("server_max_window_bits") {
@@ -103,11 +103,17 @@ fuzz_target!(|data: &[u8]| {
             let mut out = Vec::new();
             hs.encode_accept_with(req, &AcceptOptions::new().with_deflate(&answer), &mut out);
             assert!(out.ends_with(b"\r\n\r\n"));
+            // What was agreed is what the 101 says.
+            let line = format!("\r\nSec-WebSocket-Extensions: {}\r\n", answer.response);
+            assert!(
+                out.windows(line.len()).any(|w| w == line.as_bytes()),
+                "answer not written"
+            );
         } else if config.enabled {
             assert!(
                 req.extensions()
                     .iter()
-                    .filter(|e| e.name().eq_ignore_ascii_case(PERMESSAGE_DEFLATE))
+                    .filter(|e| e.name() == PERMESSAGE_DEFLATE)
                     .all(|e| check_deflate_offer(e).is_err())
             );
         }

@@ -254,7 +254,7 @@ impl DeflateConfig {
         }
         offers
             .iter()
-            .filter(|o| o.name().eq_ignore_ascii_case(PERMESSAGE_DEFLATE))
+            .filter(|o| o.name() == PERMESSAGE_DEFLATE)
             .find_map(|o| Offer::parse(o).ok().map(|o| self.answer(&o)))
     }
 

@@ -530,3 +530,24 @@ fn rfc7692_5_1_client_rejects_deflate_twice_and_unoffered() {
         Err(ClientError::UnexpectedExtension(_))
     ));
 }
+
+#[test]
+fn rfc7692_7_server_matches_the_extension_name_exactly_as_the_answer_filter_does() {
+    // The 101 only repeats extensions whose name the client offered exactly, so negotiation
+    // must not accept a name the answer would then drop (the codec would expect RSV1 while
+    // the client never agreed).
+    assert!(answer(plain(), &["PERMESSAGE-DEFLATE"]).is_none());
+    let req = request(&["Permessage-Deflate, permessage-deflate; client_max_window_bits"]);
+    let a = req.negotiate_deflate(&plain()).unwrap();
+    let mut out = Vec::new();
+    ServerHandshake::new().encode_accept_with(
+        &req,
+        &AcceptOptions::new().with_deflate(&a),
+        &mut out,
+    );
+    assert!(
+        String::from_utf8(out)
+            .unwrap()
+            .contains("Sec-WebSocket-Extensions: permessage-deflate")
+    );
+}
