@@ -1,13 +1,17 @@
-//! The sonar-core fuzz harness, shared by the `core_server` and `core_client` targets:
-//! `Connection::handle_read` interleaved with app calls, timers, partial writes and EOF,
-//! asserting the invariants of the codec on every round.
+//! The sonar-core fuzz harness, shared by the `core_server`, `core_client` and `core_deflate`
+//! targets: `Connection::handle_read` interleaved with app calls, timers, partial writes and
+//! EOF, asserting the invariants of the codec on every round. With permessage-deflate
+//! negotiated (`run_deflate`), some input becomes validly compressed frames (RSV1) from a
+//! peer compressor, the rest stays raw (random RSV1 frames, corrupt deflate data), and every
+//! compressed message we write is inflated and checked.
 
 use core::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use sonar_core::testing::{FrameBuilder, PeerDeflate, PeerInflate};
 use sonar_core::{
-    CloseCode, CloseFrame, Config, Connection, DataKind, Event, FrameHeader, Message, OpCode,
-    ProtocolError, Role,
+    CloseCode, CloseFrame, Config, Connection, DataKind, Deflate, Event, FrameHeader, Message,
+    OpCode, ProtocolError, RSV1, Role,
 };
 
 struct Input<'a>(&'a [u8]);
@@ -32,6 +36,10 @@ struct OutCheck {
     buf: Vec<u8>,
     in_message: bool,
     close_seen: bool,
+    /// With deflate: the peer's decompressor, and the compressed message being written
+    /// (its kind is text when `Some(true)`).
+    inflate: Option<PeerInflate>,
+    compressed: Option<(bool, Vec<u8>)>,
 }
 
 impl OutCheck {
@@ -45,9 +53,35 @@ impl OutCheck {
             if self.buf.len() < total {
                 return;
             }
-            self.buf.drain(..total);
+            let mut payload: Vec<u8> = self.buf.drain(..total).skip(wire).collect();
+            if let Some(key) = h.mask {
+                sonar_core::apply_mask(&mut payload, key, 0);
+            }
             assert_eq!(h.mask.is_some(), self.role == Role::Client, "masking");
             assert!(!h.opcode.is_reserved());
+            let first = !h.opcode.is_control() && h.opcode != OpCode::CONTINUATION;
+            if h.rsv != 0 {
+                assert!(
+                    h.rsv == RSV1 && first && self.inflate.is_some(),
+                    "rsv {h:?}"
+                );
+                self.compressed = Some((h.opcode == OpCode::TEXT, Vec::new()));
+            }
+            if !h.opcode.is_control() {
+                if let Some((text, z)) = self.compressed.as_mut() {
+                    z.extend_from_slice(&payload);
+                    if h.fin {
+                        let text = *text;
+                        let z = std::mem::take(z);
+                        self.compressed = None;
+                        // Panics on invalid data: what we compress must inflate.
+                        let plain = self.inflate.as_mut().expect("deflate").message(&z);
+                        if text {
+                            assert!(std::str::from_utf8(&plain).is_ok(), "utf-8 after inflate");
+                        }
+                    }
+                }
+            }
             if h.opcode.is_control() {
                 assert!(h.fin && h.len <= 125 && h.rsv == 0, "control frame {h:?}");
                 if h.opcode == OpCode::CLOSE {
@@ -70,9 +104,51 @@ impl OutCheck {
 
 /// Runs one fuzz input against a connection in `role`.
 pub fn run(role: Role, data: &[u8]) {
+    run_with(role, data, false);
+}
+
+/// Runs one fuzz input against a connection in `role` with permessage-deflate negotiated
+/// (the second input byte picks the parameters).
+pub fn run_deflate(role: Role, data: &[u8]) {
+    run_with(role, data, true);
+}
+
+/// The agreed parameters from one input byte (and the level from another).
+fn deflate_params(b: u8, level: u8) -> Deflate {
+    let bits = |v: u8| 8 + (v & 7);
+    Deflate::new()
+        .with_server_no_context_takeover(b & 1 != 0)
+        .with_client_no_context_takeover(b & 2 != 0)
+        .with_server_max_window_bits(bits(b >> 2))
+        .with_client_max_window_bits(bits(b >> 5))
+        .with_level(level % 10)
+        .with_min_message_size(usize::from(level >> 4) * 8)
+}
+
+fn run_with(role: Role, data: &[u8], deflate: bool) {
     let mut input = Input(data);
     let setup = input.byte();
+    let params = deflate.then(|| deflate_params(input.byte(), input.byte()));
+    // The peer's compressor (frames we receive) and decompressor (frames we send).
+    let (peer_nct, peer_bits, our_nct) = match (params, role) {
+        (Some(p), Role::Server) => (
+            p.client_no_context_takeover,
+            p.client_max_window_bits,
+            p.server_no_context_takeover,
+        ),
+        (Some(p), Role::Client) => (
+            p.server_no_context_takeover,
+            p.server_max_window_bits,
+            p.client_no_context_takeover,
+        ),
+        (None, _) => (false, 15, false),
+    };
+    let mut peer = deflate.then(|| {
+        let d = PeerDeflate::new(peer_bits);
+        if peer_nct { d.no_context_takeover() } else { d }
+    });
     let config = Config::default()
+        .with_deflate(params)
         .with_max_frame_size(1 << 14)
         .with_max_message_size(1 << 15)
         .with_auto_fragment_size(Some(1 + usize::from(setup & 0x3f)))
@@ -96,6 +172,11 @@ pub fn run(role: Role, data: &[u8]) {
         buf: Vec::new(),
         in_message: false,
         close_seen: false,
+        inflate: deflate.then(|| {
+            let i = PeerInflate::new();
+            if our_nct { i.no_context_takeover() } else { i }
+        }),
+        compressed: None,
     };
     let mut now = Duration::ZERO;
     // Whether any output was written since `handle_read` last stopped early.
@@ -108,6 +189,36 @@ pub fn run(role: Role, data: &[u8]) {
         let failed_before = error.is_some();
         let op = input.byte();
         match op >> 5 {
+            0 if peer.is_some() => {
+                // A validly compressed message from the peer, maybe fragmented.
+                let n = usize::from(input.byte()) * (1 + usize::from(op & 0x07));
+                let plain = input.take(n);
+                let text = op & 0x08 != 0 && std::str::from_utf8(plain).is_ok();
+                let z = peer.as_mut().map(|p| p.message(plain)).unwrap_or_default();
+                let parts = 1 + usize::from(op & 0x10 != 0) * 2;
+                let step = z.len().div_ceil(parts).max(1);
+                let chunks: Vec<&[u8]> = if z.is_empty() {
+                    vec![&[][..]]
+                } else {
+                    z.chunks(step).collect()
+                };
+                let last = chunks.len() - 1;
+                for (i, c) in chunks.iter().enumerate() {
+                    let f = match (i, text) {
+                        (0, true) => FrameBuilder::text(c).rsv(RSV1),
+                        (0, false) => FrameBuilder::binary(c).rsv(RSV1),
+                        _ => FrameBuilder::continuation(c),
+                    };
+                    let f = f.fin(i == last);
+                    let f = if role == Role::Server {
+                        f.mask([7, 1, 3, 9])
+                    } else {
+                        f
+                    };
+                    buf.extend_from_slice(&f.build());
+                }
+                read(&mut conn, &mut buf, &mut error, &mut wrote_since_stop);
+            }
             0..=3 => {
                 let n = 1 + usize::from(op & 0x1f) * (1 + usize::from(input.byte()));
                 buf.extend_from_slice(input.take(n));

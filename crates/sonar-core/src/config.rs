@@ -7,6 +7,8 @@ use core::time::Duration;
 
 use bytes::Bytes;
 
+#[cfg(feature = "deflate")]
+use crate::deflate::Deflate;
 use crate::error::ExtensionError;
 use crate::message::DataKind;
 
@@ -35,8 +37,9 @@ impl<F: FnMut() -> [u8; 4]> MaskSource for F {
     }
 }
 
-/// A negotiated extension (e.g. permessage-deflate, RFC 7692): the seam that lets one be
-/// added without reworking the codec.
+/// A negotiated extension: the seam that lets one be added without reworking the codec.
+/// permessage-deflate (RFC 7692) is built in instead (`Config::deflate`, feature `deflate`),
+/// because it inflates as frames arrive rather than per whole message.
 ///
 /// Rules the codec enforces around it: RSV bits not in [`Extension::rsv_bits`] are errors;
 /// RSV bits are only accepted on the first frame of a data message (never on control frames
@@ -96,6 +99,11 @@ pub struct Config {
     /// let the application answer the messages that arrived before the error (the Autobahn
     /// suite grades failing before those answers as NON-STRICT).
     pub defer_fail_close: bool,
+    /// permessage-deflate as negotiated in the opening handshake (default `None`: RSV1 is a
+    /// protocol error and nothing is compressed). When set, the extension factory of
+    /// [`with_extension`](Self::with_extension) is not used.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<Deflate>,
     pub(crate) extension: Option<Arc<ExtensionFactory>>,
 }
 
@@ -109,6 +117,8 @@ impl Default for Config {
             auto_pong: true,
             max_queued_control: 32,
             defer_fail_close: false,
+            #[cfg(feature = "deflate")]
+            deflate: None,
             extension: None,
         }
     }
@@ -116,16 +126,17 @@ impl Default for Config {
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("max_frame_size", &self.max_frame_size)
+        let mut d = f.debug_struct("Config");
+        d.field("max_frame_size", &self.max_frame_size)
             .field("max_message_size", &self.max_message_size)
             .field("auto_fragment_size", &self.auto_fragment_size)
             .field("close_timeout", &self.close_timeout)
             .field("auto_pong", &self.auto_pong)
             .field("max_queued_control", &self.max_queued_control)
-            .field("defer_fail_close", &self.defer_fail_close)
-            .field("extension", &self.extension.is_some())
-            .finish()
+            .field("defer_fail_close", &self.defer_fail_close);
+        #[cfg(feature = "deflate")]
+        d.field("deflate", &self.deflate);
+        d.field("extension", &self.extension.is_some()).finish()
     }
 }
 
@@ -164,6 +175,13 @@ impl Config {
     /// Sets [`defer_fail_close`](Self::defer_fail_close).
     pub fn with_defer_fail_close(mut self, v: bool) -> Self {
         self.defer_fail_close = v;
+        self
+    }
+    /// Sets [`deflate`](Self::deflate): the permessage-deflate parameters the opening
+    /// handshake agreed on for this connection (`None`: not negotiated).
+    #[cfg(feature = "deflate")]
+    pub fn with_deflate(mut self, v: Option<Deflate>) -> Self {
+        self.deflate = v;
         self
     }
     /// Configures a negotiated extension; `factory` is called once per connection.

@@ -65,13 +65,22 @@ pub enum ProtocolError {
     /// The negotiated extension rejected a message.
     #[error("extension error: {0}")]
     Extension(#[from] ExtensionError),
+    /// A compressed (permessage-deflate) message is not a valid deflate stream, or has data
+    /// after a final block. Fails with 1007: the frames are well formed, it is the payload
+    /// that is inconsistent with the message (as invalid UTF-8 in a text message is), so
+    /// "invalid frame payload data" (RFC 6455 §7.4.1) is the precise code; 1002 is for
+    /// breaking the framing rules.
+    #[error("invalid compressed data")]
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
     /// The close code to fail the connection with: 1002, 1007, 1009 or the extension's code.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             ProtocolError::FrameTooLarge { .. } | ProtocolError::MessageTooLarge { .. } => {
                 CloseCode::TOO_BIG
             }
@@ -125,4 +134,7 @@ pub enum SendError {
     /// The negotiated extension could not encode the message.
     #[error("extension error: {0}")]
     Extension(#[from] ExtensionError),
+    /// The permessage-deflate compressor failed (an internal zlib error; nothing was queued).
+    #[error("compression failed")]
+    CompressionFailed,
 }

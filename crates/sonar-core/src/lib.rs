@@ -6,7 +6,8 @@
 //! zero-copy outbound queue with auto-fragmentation. It performs no I/O and reads no clock:
 //! bytes, time (`Duration` since an origin the driver picks) and masking keys are arguments.
 //!
-//! Without the default `std` feature the crate is `#![no_std]` + `alloc`.
+//! Without the default `std` feature the crate is `#![no_std]` + `alloc`. permessage-deflate
+//! (RFC 7692, [`Deflate`]) is the default `deflate` feature, which needs `std`.
 //!
 //! ```
 //! use bytes::{Buf, BytesMut};
@@ -30,6 +31,8 @@ extern crate alloc;
 mod close;
 mod config;
 mod connection;
+#[cfg(feature = "deflate")]
+mod deflate;
 mod error;
 mod frame;
 mod mask;
@@ -44,6 +47,8 @@ pub mod testing;
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, Extension, MaskSource, Role};
 pub use connection::Connection;
+#[cfg(feature = "deflate")]
+pub use deflate::{DEFAULT_LEVEL, DEFAULT_MEMORY_LEVEL, DEFAULT_MIN_MESSAGE_SIZE, Deflate};
 pub use error::{ExtensionError, ProtocolError, SendError};
 pub use frame::{FrameHeader, LengthMsbSet, MAX_HEADER_LEN, OpCode, RSV1, RSV2, RSV3};
 pub use mask::apply_mask;

@@ -6,6 +6,8 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::{Extension, Role};
+#[cfg(feature = "deflate")]
+use crate::deflate::{InflateFailed, Inflater};
 use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, OpCode, RSV1, RSV2, RSV3};
 use crate::mask::apply_mask;
@@ -46,6 +48,9 @@ struct InFrame {
     done: usize,
     /// Validate this frame's payload as UTF-8 as it arrives.
     validate: bool,
+    /// A frame of a compressed (permessage-deflate) message: its payload is inflated as it
+    /// arrives and the inflated bytes are validated instead.
+    compressed: bool,
 }
 
 #[derive(Debug)]
@@ -53,6 +58,11 @@ struct InMessage {
     kind: DataKind,
     rsv: u8,
     parts: BytesMut,
+    /// Payload bytes received so far on the wire (compressed ones for a compressed message).
+    wire: usize,
+    /// RSV1 with permessage-deflate negotiated: `parts` stays empty, the inflated bytes
+    /// collect in the reader's inflater.
+    compressed: bool,
 }
 
 #[derive(Debug)]
@@ -66,6 +76,9 @@ pub(crate) struct Reader {
     utf8: Utf8Validator,
     /// `PingAhead` was reported for the Ping at the front of the buffer: parse it on.
     ping_announced: bool,
+    /// The receiving half of permessage-deflate (it holds the message being inflated).
+    #[cfg(feature = "deflate")]
+    inflate: Option<Inflater>,
 }
 
 impl Reader {
@@ -79,6 +92,35 @@ impl Reader {
             msg: None,
             utf8: Utf8Validator::default(),
             ping_announced: false,
+            #[cfg(feature = "deflate")]
+            inflate: None,
+        }
+    }
+
+    /// Enables permessage-deflate: RSV1 on the first frame of a data message marks it
+    /// compressed.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn with_inflater(mut self, inflater: Inflater) -> Self {
+        self.ext_rsv |= RSV1;
+        self.inflate = Some(inflater);
+        self
+    }
+
+    /// Whether the decompressor holds zlib state now.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn inflater_allocated(&self) -> bool {
+        self.inflate.as_ref().is_some_and(Inflater::is_allocated)
+    }
+
+    /// Whether RSV1 on a first frame means "compressed" here.
+    fn deflate_on(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        {
+            self.inflate.is_some()
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            false
         }
     }
 
@@ -139,7 +181,11 @@ impl Reader {
             return Ok(Start::NeedMore);
         };
         if !opcode.is_control() {
-            self.check_limits(len)?;
+            let compressed = match &self.msg {
+                Some(m) => m.compressed,
+                None => b0 & RSV1 != 0 && self.deflate_on(),
+            };
+            self.check_limits(len, compressed)?;
         }
         let (header, wire) = match FrameHeader::parse(buf) {
             Ok(Some(h)) => h,
@@ -147,14 +193,20 @@ impl Reader {
             Err(_) => return Err(ProtocolError::LengthMsbSet),
         };
         let mut validate = false;
+        let mut compressed = false;
         if !opcode.is_control() {
             validate = match &self.msg {
                 Some(m) => m.kind == DataKind::Text && m.rsv == 0,
                 None => opcode == OpCode::TEXT && header.rsv == 0,
             };
+            compressed = match &self.msg {
+                Some(m) => m.compressed,
+                None => header.rsv & RSV1 != 0 && self.deflate_on(),
+            };
             if opcode != OpCode::CONTINUATION {
                 self.utf8.reset();
-                if !header.fin {
+                // A compressed message is assembled in the inflater even when it is one frame.
+                if !header.fin || compressed {
                     let kind = if opcode == OpCode::TEXT {
                         DataKind::Text
                     } else {
@@ -164,6 +216,8 @@ impl Reader {
                         kind,
                         rsv: header.rsv,
                         parts: BytesMut::new(),
+                        wire: 0,
+                        compressed,
                     });
                 }
             }
@@ -179,20 +233,31 @@ impl Reader {
             len: header.len as usize,
             done: 0,
             validate,
+            compressed,
         });
         Ok(Start::Started)
     }
 
-    fn check_limits(&self, len: u64) -> Result<(), ProtocolError> {
+    /// `max_message` bounds a message's payload on the wire; a compressed message's inflated
+    /// size is bounded by the inflater, and its wire size gets an eighth more (deflate can
+    /// expand incompressible data by up to 12.5% with fixed codes), so that a message under
+    /// the limit once inflated is never refused for its compressed size.
+    fn check_limits(&self, len: u64, compressed: bool) -> Result<(), ProtocolError> {
         if len > self.max_frame as u64 {
             return Err(ProtocolError::FrameTooLarge {
                 len,
                 max: self.max_frame,
             });
         }
-        let before = self.msg.as_ref().map_or(0, |m| m.parts.len()) as u64;
+        let before = self.msg.as_ref().map_or(0, |m| m.wire) as u64;
         let total = before.saturating_add(len);
-        if total > self.max_message as u64 {
+        let max = self.max_message as u64;
+        let max = if compressed {
+            max.saturating_add(max / 8).saturating_add(64)
+        } else {
+            max
+        };
+        if total > max {
             return Err(ProtocolError::MessageTooLarge {
                 len: total,
                 max: self.max_message,
@@ -231,7 +296,14 @@ impl Reader {
                     if let Some(key) = frame.mask {
                         apply_mask(fresh, key, frame.done);
                     }
-                    if frame.validate {
+                    if frame.compressed {
+                        #[cfg(feature = "deflate")]
+                        if let (Some(inf), Some(msg)) = (self.inflate.as_mut(), self.msg.as_ref()) {
+                            let utf8 = (msg.kind == DataKind::Text).then_some(&mut self.utf8);
+                            inf.feed(fresh, self.max_message, utf8)
+                                .map_err(|e| inflate_error(e, self.max_message))?;
+                        }
+                    } else if frame.validate {
                         self.utf8
                             .feed(fresh)
                             .map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -252,11 +324,30 @@ impl Reader {
                 OpCode::CLOSE => {
                     // A Close ends reading: any partial message is discarded (C-19).
                     self.msg = None;
+                    #[cfg(feature = "deflate")]
+                    if let Some(inf) = self.inflate.as_mut() {
+                        inf.abort();
+                    }
                     return parse_close(payload.freeze()).map(|c| Some(Inbound::Close(c)));
                 }
                 _ => {}
             }
+            if frame.compressed {
+                // The payload was inflated as it arrived; the compressed bytes go.
+                drop(payload);
+                if let Some(msg) = self.msg.as_mut() {
+                    msg.wire = msg.wire.saturating_add(frame.len);
+                }
+                if !frame.fin {
+                    continue;
+                }
+                if let Some(msg) = self.msg.take() {
+                    return self.finish_compressed(msg.kind).map(Some);
+                }
+                continue;
+            }
             if let Some(msg) = self.msg.as_mut() {
+                msg.wire = msg.wire.saturating_add(frame.len);
                 if msg.parts.is_empty() {
                     msg.parts = payload;
                 } else {
@@ -282,6 +373,31 @@ impl Reader {
                     .map(Some);
             }
         }
+    }
+
+    /// Ends a compressed message: inflates the tail, checks the text is complete.
+    #[cfg(feature = "deflate")]
+    fn finish_compressed(&mut self, kind: DataKind) -> Result<Inbound, ProtocolError> {
+        let max = self.max_message;
+        let Some(inf) = self.inflate.as_mut() else {
+            return Err(ProtocolError::ReservedBits(RSV1));
+        };
+        let utf8 = (kind == DataKind::Text).then_some(&mut self.utf8);
+        let payload = inf.finish(max, utf8).map_err(|e| inflate_error(e, max))?;
+        if kind == DataKind::Text && !self.utf8.is_complete() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        self.utf8.reset();
+        Ok(Inbound::Message(match kind {
+            DataKind::Text => Message::Text(Utf8Bytes::from_validated(payload)),
+            DataKind::Binary => Message::Binary(payload),
+        }))
+    }
+
+    /// Without the `deflate` feature no frame is ever marked compressed.
+    #[cfg(not(feature = "deflate"))]
+    fn finish_compressed(&mut self, _kind: DataKind) -> Result<Inbound, ProtocolError> {
+        Err(ProtocolError::ReservedBits(RSV1))
     }
 
     fn finish(
@@ -312,6 +428,19 @@ impl Reader {
             DataKind::Text => Message::Text(Utf8Bytes::from_validated(payload)),
             DataKind::Binary => Message::Binary(payload),
         }))
+    }
+}
+
+/// Maps an inflate failure to the error that fails the connection (1009 or 1007).
+#[cfg(feature = "deflate")]
+fn inflate_error(e: InflateFailed, max: usize) -> ProtocolError {
+    match e {
+        InflateFailed::TooLarge(len) => ProtocolError::MessageTooLarge {
+            len: len as u64,
+            max,
+        },
+        InflateFailed::Invalid => ProtocolError::InvalidCompressedData,
+        InflateFailed::Utf8 => ProtocolError::InvalidUtf8,
     }
 }
 

@@ -106,6 +106,15 @@ impl FrameBuilder {
         self.mask = Some(key);
         self
     }
+    /// Compresses the payload as a whole permessage-deflate message with a fresh context
+    /// ([`deflate`]) and sets RSV1 (RFC 7692 §6.1). For a fragmented compressed message,
+    /// compress the whole message once and split the bytes over frames instead.
+    #[cfg(feature = "deflate")]
+    pub fn compressed(mut self) -> Self {
+        self.payload = deflate(&self.payload);
+        self.rsv |= crate::frame::RSV1;
+        self
+    }
     /// Masks with `key` for a server-bound frame, leaves unmasked for a client-bound one.
     pub fn to_server(self, to_server: bool) -> Self {
         if to_server { self.mask([0; 4]) } else { self }
@@ -414,4 +423,182 @@ impl Pair {
         self.now = self.now.saturating_add(by);
         self.pump();
     }
+}
+
+/// A peer's permessage-deflate compressor: raw deflate, sync-flushed, the trailing
+/// 00 00 ff ff removed (RFC 7692 §7.2.1); context kept across messages unless reset.
+#[cfg(feature = "deflate")]
+pub struct PeerDeflate {
+    state: zlib_rs::Deflate,
+    window_bits: u8,
+    level: i32,
+    reset_each: bool,
+}
+
+#[cfg(feature = "deflate")]
+impl core::fmt::Debug for PeerDeflate {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PeerDeflate")
+            .field("window_bits", &self.window_bits)
+            .field("reset_each", &self.reset_each)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "deflate")]
+impl PeerDeflate {
+    /// A compressor with a `window_bits` window (9..=15; 8 is raised to 9, as zlib does)
+    /// at level 6.
+    pub fn new(window_bits: u8) -> Self {
+        Self::with_level(window_bits, 6)
+    }
+    /// A compressor with a window and level.
+    pub fn with_level(window_bits: u8, level: i32) -> Self {
+        let window_bits = window_bits.clamp(9, 15);
+        PeerDeflate {
+            state: Self::fresh(window_bits, level),
+            window_bits,
+            level,
+            reset_each: false,
+        }
+    }
+    fn fresh(window_bits: u8, level: i32) -> zlib_rs::Deflate {
+        zlib_rs::Deflate::new(level.clamp(0, 9), false, window_bits)
+    }
+    /// Resets the context after every message (`*_no_context_takeover`).
+    pub fn no_context_takeover(mut self) -> Self {
+        self.reset_each = true;
+        self
+    }
+    /// The compressed payload of one message.
+    pub fn message(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut out = alloc::vec![0u8; data.len() + data.len() / 8 + 64];
+        let mut used_in = 0usize;
+        let mut used_out = 0usize;
+        loop {
+            let (i0, o0) = (self.state.total_in(), self.state.total_out());
+            let r = self.state.compress(
+                data.get(used_in..).unwrap_or(&[]),
+                out.get_mut(used_out..).unwrap_or(&mut []),
+                zlib_rs::DeflateFlush::SyncFlush,
+            );
+            used_in += (self.state.total_in() - i0) as usize;
+            used_out += (self.state.total_out() - o0) as usize;
+            if r.is_err() || (used_in == data.len() && used_out < out.len()) {
+                break;
+            }
+            out.resize(out.len() * 2, 0);
+        }
+        out.truncate(used_out);
+        if out.ends_with(&[0, 0, 0xff, 0xff]) {
+            out.truncate(out.len() - 4);
+        }
+        if self.reset_each {
+            self.state = Self::fresh(self.window_bits, self.level);
+        }
+        out
+    }
+}
+
+/// One message compressed with a fresh context (a [`PeerDeflate`] with a 15-bit window).
+#[cfg(feature = "deflate")]
+pub fn deflate(data: &[u8]) -> Vec<u8> {
+    PeerDeflate::new(15).message(data)
+}
+
+/// A peer's permessage-deflate decompressor: appends 00 00 ff ff to each message
+/// (RFC 7692 §7.2.2); context kept across messages unless reset. Panics on bad data (tests).
+#[cfg(feature = "deflate")]
+pub struct PeerInflate {
+    state: zlib_rs::Inflate,
+    reset_each: bool,
+}
+
+#[cfg(feature = "deflate")]
+impl core::fmt::Debug for PeerInflate {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PeerInflate")
+            .field("reset_each", &self.reset_each)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "deflate")]
+impl Default for PeerInflate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(feature = "deflate")]
+impl PeerInflate {
+    /// A decompressor keeping its context across messages.
+    pub fn new() -> Self {
+        PeerInflate {
+            state: zlib_rs::Inflate::new(false, 15),
+            reset_each: false,
+        }
+    }
+    /// Resets the context after every message.
+    pub fn no_context_takeover(mut self) -> Self {
+        self.reset_each = true;
+        self
+    }
+    /// The inflated payload of one compressed message.
+    #[allow(clippy::panic)]
+    pub fn message(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut input = data.to_vec();
+        input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        let mut out = alloc::vec![0u8; 4 * input.len() + 1024];
+        let mut used_in = 0usize;
+        let mut used_out = 0usize;
+        loop {
+            let (i0, o0) = (self.state.total_in(), self.state.total_out());
+            let r = self.state.decompress(
+                input.get(used_in..).unwrap_or(&[]),
+                out.get_mut(used_out..).unwrap_or(&mut []),
+                zlib_rs::InflateFlush::SyncFlush,
+            );
+            used_in += (self.state.total_in() - i0) as usize;
+            used_out += (self.state.total_out() - o0) as usize;
+            match r {
+                Err(e) => panic!("invalid deflate data: {e:?}"),
+                Ok(zlib_rs::Status::StreamEnd) => break,
+                Ok(_) if used_in == input.len() && used_out < out.len() => break,
+                Ok(_) => {}
+            }
+            out.resize(out.len() * 2, 0);
+        }
+        out.truncate(used_out);
+        if self.reset_each {
+            self.state = zlib_rs::Inflate::new(false, 15);
+        }
+        out
+    }
+}
+
+/// [`PeerInflate::message`] with a fresh context.
+#[cfg(feature = "deflate")]
+pub fn inflate(data: &[u8]) -> Vec<u8> {
+    PeerInflate::new().message(data)
+}
+
+/// Splits a byte stream of frames (as written by a connection) into (header, payload),
+/// payloads unmasked.
+#[allow(clippy::panic)]
+pub fn parse_frames(mut bytes: &[u8]) -> Vec<(FrameHeader, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        let Ok(Some((h, wire))) = FrameHeader::parse(bytes) else {
+            panic!("incomplete or bad frame header in {bytes:?}");
+        };
+        let end = wire + h.len as usize;
+        let mut payload = bytes.get(wire..end).unwrap_or(&[]).to_vec();
+        if let Some(key) = h.mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        frames.push((h, payload));
+        bytes = bytes.get(end..).unwrap_or(&[]);
+    }
+    frames
 }

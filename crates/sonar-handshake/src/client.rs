@@ -3,6 +3,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::deflate::{DeflateConfig, DeflateError, DeflateParams, PERMESSAGE_DEFLATE};
 use crate::extensions::{self, ExtensionOffer, ExtensionParams};
 use crate::key::{Limits, accept_key, encode_key};
 use crate::url::{self, UrlError, is_path_char, is_valid_ipv6, is_valid_path, is_valid_reg_name};
@@ -28,6 +29,7 @@ pub struct ClientRequest {
     path_and_query: String,
     subprotocols: Vec<String>,
     extensions: Vec<ExtensionOffer>,
+    deflate: Option<DeflateConfig>,
     headers: HeaderList,
 }
 
@@ -62,6 +64,7 @@ impl ClientRequest {
             path_and_query: path_and_query.into(),
             subprotocols: Vec::new(),
             extensions: Vec::new(),
+            deflate: None,
             headers: Vec::new(),
         }
     }
@@ -97,6 +100,40 @@ impl ClientRequest {
     pub fn with_extension(mut self, extension: ExtensionOffer) -> Self {
         self.extensions.push(extension);
         self
+    }
+
+    /// Offers permessage-deflate (RFC 7692) as `config` says ([`DeflateConfig::offer`]), after
+    /// the other extensions; the server's answer is then checked and the agreement comes out
+    /// as [`Accepted::deflate`]. A disabled config offers nothing.
+    ///
+    /// ```
+    /// use sonar_handshake::{ClientHandshake, ClientRequest, DeflateConfig};
+    /// let req = ClientRequest::new("example.com", "/").with_deflate(DeflateConfig::default());
+    /// let mut head = Vec::new();
+    /// ClientHandshake::new(req, [0; 16]).encode_request(&mut head);
+    /// let head = String::from_utf8(head).unwrap();
+    /// assert!(head.contains(
+    ///     "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=12\r\n"
+    /// ));
+    /// ```
+    pub fn with_deflate(mut self, config: DeflateConfig) -> Self {
+        self.deflate = config.enabled.then_some(config);
+        self
+    }
+
+    /// The permessage-deflate config offered, if any.
+    pub fn deflate(&self) -> Option<&DeflateConfig> {
+        self.deflate.as_ref()
+    }
+
+    /// Every extension offer written: [`extensions`](Self::extensions), then
+    /// permessage-deflate if configured.
+    fn all_offers(&self) -> Vec<ExtensionParams> {
+        let mut all = self.extensions.clone();
+        if let Some(d) = &self.deflate {
+            all.push(d.offer());
+        }
+        all
     }
 
     /// Adds an extra header such as `Origin`, `Authorization` or `Cookie`.
@@ -237,6 +274,10 @@ pub struct Accepted {
     pub extensions: Vec<ExtensionParams>,
     /// Every header of the 101, original-case names, raw values.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The permessage-deflate agreement, when the request offered it with
+    /// [`ClientRequest::with_deflate`] and the server accepted (already checked against the
+    /// offer, RFC 7692 §5.1). Hand it to the frame codec.
+    pub deflate: Option<DeflateParams>,
 }
 
 impl Accepted {
@@ -314,6 +355,10 @@ pub enum ClientError {
     /// The server accepted the same extension twice.
     #[error("server accepted extension {0:?} twice")]
     DuplicateExtension(String),
+    /// The server's permessage-deflate answer is not one our offer allows (RFC 7692 §5.1:
+    /// the client must fail the connection).
+    #[error("invalid permessage-deflate answer: {0}")]
+    Deflate(#[from] DeflateError),
     /// `decode_response` was called after it had already returned an answer.
     #[error("handshake already completed")]
     AlreadyComplete,
@@ -420,7 +465,7 @@ impl ClientHandshake {
         if !protocols.is_empty() {
             push_header(out, "Sec-WebSocket-Protocol", protocols.as_bytes());
         }
-        let exts = extensions::write_list(&r.extensions);
+        let exts = extensions::write_list(&r.all_offers());
         if !exts.is_empty() {
             push_header(out, "Sec-WebSocket-Extensions", exts.as_bytes());
         }
@@ -557,18 +602,26 @@ impl ClientHandshake {
         let extensions =
             extensions::parse_values(util::values(&headers, "sec-websocket-extensions"))
                 .map_err(|()| ClientError::InvalidExtensions)?;
+        let offered = self.request.all_offers();
+        let mut deflate = None;
         for (i, e) in extensions.iter().enumerate() {
-            if !self.request.extensions.iter().any(|o| o.name() == e.name()) {
+            if !offered.iter().any(|o| o.name() == e.name()) {
                 return Err(ClientError::UnexpectedExtension(String::from(e.name())));
             }
             if extensions.iter().take(i).any(|p| p.name() == e.name()) {
                 return Err(ClientError::DuplicateExtension(String::from(e.name())));
+            }
+            if let Some(config) = &self.request.deflate
+                && e.name() == PERMESSAGE_DEFLATE
+            {
+                deflate = Some(config.accept_response(e)?);
             }
         }
         Ok(Accepted {
             subprotocol,
             extensions,
             headers,
+            deflate,
         })
     }
 }

@@ -43,6 +43,7 @@
 extern crate alloc;
 
 mod client;
+mod deflate;
 mod extensions;
 #[cfg(feature = "http")]
 mod http;
@@ -53,6 +54,10 @@ mod url;
 mod util;
 
 pub use client::{Accepted, ClientError, ClientHandshake, ClientRequest, RequestError};
+pub use deflate::{
+    DeflateAnswer, DeflateConfig, DeflateError, DeflateParam, DeflateParams, PERMESSAGE_DEFLATE,
+    check_deflate_offer,
+};
 pub use extensions::{ExtensionOffer, ExtensionParam, ExtensionParams};
 pub use key::{Limits, WEBSOCKET_GUID, WEBSOCKET_VERSION, accept_key};
 pub use server::{AcceptOptions, RejectReason, Rejection, Request, ServerHandshake};

@@ -4,6 +4,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::deflate::{DeflateAnswer, DeflateConfig};
 use crate::extensions::{self, ExtensionParams};
 use crate::key::{Limits, WEBSOCKET_VERSION, accept_key, is_valid_key};
 use crate::status::StatusCode;
@@ -96,6 +97,14 @@ impl Request {
     /// The extensions the client offered, with their parameters.
     pub fn extensions(&self) -> &[ExtensionParams] {
         &self.extensions
+    }
+
+    /// Negotiates permessage-deflate (RFC 7692): the answer to the first acceptable offer,
+    /// declining offers with unknown, repeated or invalid parameters (see
+    /// [`DeflateConfig::negotiate`]). Pass it to [`AcceptOptions::with_deflate`] and hand
+    /// its [`params`](DeflateAnswer::params) to the frame codec.
+    pub fn negotiate_deflate(&self, config: &DeflateConfig) -> Option<DeflateAnswer> {
+        config.negotiate(&self.extensions)
     }
 
     /// The first of `supported` (server preference order) that the client offered.
@@ -338,6 +347,24 @@ impl AcceptOptions {
     pub fn with_extension(mut self, extension: ExtensionParams) -> Self {
         self.extensions.push(extension);
         self
+    }
+
+    /// Accepts permessage-deflate with the answer of [`Request::negotiate_deflate`].
+    ///
+    /// ```
+    /// use sonar_handshake::{AcceptOptions, DeflateConfig, ServerHandshake};
+    /// let read = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    ///     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+    ///     Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+    /// let hs = ServerHandshake::new();
+    /// let (req, _) = hs.decode_request(read).unwrap().unwrap();
+    /// let answer = req.negotiate_deflate(&DeflateConfig::default()).unwrap();
+    /// let mut out = Vec::new();
+    /// hs.encode_accept_with(&req, &AcceptOptions::new().with_deflate(&answer), &mut out);
+    /// assert!(out.ends_with(b"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=12\r\n\r\n"));
+    /// ```
+    pub fn with_deflate(self, answer: &DeflateAnswer) -> Self {
+        self.with_extension(answer.response.clone())
     }
 
     /// An extra header (e.g. `Set-Cookie`); bad or reserved ones are not written.

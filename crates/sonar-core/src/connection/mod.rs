@@ -11,6 +11,8 @@ use bytes::BytesMut;
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::{Config, Extension, MaskSource, Role};
+#[cfg(feature = "deflate")]
+use crate::deflate::Compressor;
 use crate::error::ProtocolError;
 use crate::frame::OpCode;
 use crate::message::{DataKind, Event, State};
@@ -82,6 +84,9 @@ pub struct Connection {
     config: Config,
     masks: Option<Box<dyn MaskSource + Send>>,
     ext: Option<Box<dyn Extension>>,
+    /// permessage-deflate's sending half (the receiving half is in the reader).
+    #[cfg(feature = "deflate")]
+    compressor: Option<Compressor>,
     reader: Reader,
     pub(crate) out: OutQueue,
     events: VecDeque<Event>,
@@ -129,19 +134,35 @@ impl Connection {
     }
 
     fn new(role: Role, config: Config, masks: Option<Box<dyn MaskSource + Send>>) -> Self {
-        let ext = config.extension.as_ref().map(|f| f());
+        #[cfg(feature = "deflate")]
+        let deflate = config.deflate;
+        #[cfg(not(feature = "deflate"))]
+        let deflate: Option<()> = None;
+        // permessage-deflate takes the place of a generic extension.
+        let ext = match deflate {
+            Some(_) => None,
+            None => config.extension.as_ref().map(|f| f()),
+        };
         let ext_rsv = ext.as_ref().map_or(0, |e| e.rsv_bits());
+        let reader = Reader::new(
+            role,
+            config.max_frame_size,
+            config.max_message_size,
+            ext_rsv,
+        );
+        #[cfg(feature = "deflate")]
+        let reader = match &deflate {
+            Some(d) => reader.with_inflater(d.inflater(role)),
+            None => reader,
+        };
         Connection {
             role,
-            reader: Reader::new(
-                role,
-                config.max_frame_size,
-                config.max_message_size,
-                ext_rsv,
-            ),
+            reader,
             config,
             masks,
             ext,
+            #[cfg(feature = "deflate")]
+            compressor: deflate.map(|d| d.compressor(role)),
             out: OutQueue::default(),
             events: VecDeque::new(),
             error: None,
@@ -168,6 +189,16 @@ impl Connection {
     /// The configuration this connection was created with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Whether permessage-deflate is on and holds (compressor, decompressor) zlib state right
+    /// now. With `*_no_context_takeover` for a side, that side's state is freed after every
+    /// message, so an idle connection holds none.
+    #[cfg(feature = "deflate")]
+    pub fn deflate_state(&self) -> Option<(bool, bool)> {
+        self.compressor
+            .as_ref()
+            .map(|c| (c.is_allocated(), self.reader.inflater_allocated()))
     }
 
     // ----- input -------------------------------------------------------------------------

@@ -38,6 +38,16 @@ impl Connection {
         }
         let kind = msg.kind();
         let payload = msg.into_payload();
+        #[cfg(feature = "deflate")]
+        if let Some(c) = self.compressor.as_mut() {
+            let (rsv, payload) = match c.compress(&payload) {
+                Ok(Some(compressed)) => (crate::frame::RSV1, compressed),
+                Ok(None) => (0, payload),
+                Err(_) => return Err(SendError::CompressionFailed),
+            };
+            self.queue_data(data_opcode(kind), rsv, payload, true);
+            return Ok(());
+        }
         let (rsv, payload) = match self.ext.as_mut() {
             Some(ext) => ext.encode(kind, payload)?,
             None => (0, payload),
@@ -49,7 +59,8 @@ impl Connection {
 
     /// Queues one fragment of a streamed message: the first call's `kind` starts the message,
     /// later calls must repeat it, `fin = true` ends it. Text fragments are checked to form
-    /// valid UTF-8 across calls. Fragments pass the extension untransformed.
+    /// valid UTF-8 across calls. Fragments pass the extension untransformed (with
+    /// permessage-deflate, a streamed message is sent uncompressed).
     pub fn send_fragment(
         &mut self,
         kind: DataKind,
