@@ -150,7 +150,11 @@ where
         }
     };
     let (req, leftover, deflate) = timeout(&*timer, handshake_timeout, work).await??;
-    tracing::debug!(path = req.path(), deflate = deflate.is_some(), "websocket server accepted");
+    tracing::debug!(
+        path = req.path(),
+        deflate = deflate.is_some(),
+        "websocket server accepted"
+    );
     let conn = Connection::server(codec_config(&config, deflate));
     let (ws, driver) = assemble(io, conn, leftover, config, timer);
     Ok((ws, driver, req))

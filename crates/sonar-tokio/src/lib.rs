@@ -36,9 +36,9 @@ pub use sonar_async::tls;
 pub use sonar_async::{
     AcceptOptions, Accepted, ClientError, ClientRequest, CloseCode, CloseFrame, CloseStatus,
     CodecConfig, Config, DeadReason, DeflateAnswer, DeflateConfig, DeflateParams, Error,
-    KeepaliveConfig, Message, PingError, ProtocolError, RejectReason, Rejection,
-    ReuniteError, Role, RttStats, SendError, Stats, StatusCode, TrySendError, UpgradeRequest,
-    UrlError, Utf8Bytes, WebSocket, WsReader, WsWriter,
+    KeepaliveConfig, Message, PingError, ProtocolError, RejectReason, Rejection, ReuniteError,
+    Role, RttStats, SendError, Stats, StatusCode, TrySendError, UpgradeRequest, UrlError,
+    Utf8Bytes, WebSocket, WsReader, WsWriter,
 };
 
 pub mod generic {
