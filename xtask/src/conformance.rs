@@ -115,7 +115,32 @@ fn ensure_venv(dir: &Path) -> Result<PathBuf, String> {
         c.args(["-m", "pip", "install", "--quiet", KOSOKU]);
         run(c)?;
     }
+    patch_text_echo_hash(&python)?;
     Ok(python)
+}
+
+/// kosoku's Python 3 port of the 12.*/13.* cases hashes every echoed message as bytes, but
+/// its engine hands a text message that arrived uncompressed (RSV1 clear, which RFC 7692
+/// allows per message: sonar sends messages under `min_message_size` plain, as Node's `ws`
+/// does under 1 KiB) to `onMessage` as a `str`, and hashing it fails ("Strings must be
+/// encoded before hashing"), so such cases end in ERROR whatever the peer does. Under
+/// Python 2 (the original suite) both were `str`. This encodes the `str` first (see
+/// conformance/EXCLUSIONS.md).
+fn patch_text_echo_hash(python: &Path) -> Result<(), String> {
+    const FIX: &str = r#"
+import pathlib, kosoku
+p = pathlib.Path(kosoku.__file__).parent / "cases" / "case12_x_x.py"
+s = p.read_text()
+bug = "def onMessage(self, msg, binary):\n   m = hashlib.sha1()\n"
+fix = "def onMessage(self, msg, binary):\n   if isinstance(msg, str):\n      msg = msg.encode('utf-8')\n   m = hashlib.sha1()\n"
+if bug in s:
+    p.write_text(s.replace(bug, fix, 1))
+elif fix not in s:
+    raise SystemExit("kosoku case12_x_x.py changed: review patch_text_echo_hash")
+"#;
+    let mut c = Command::new(python);
+    c.args(["-c", FIX]);
+    run(c)
 }
 
 fn build_sonar() -> Result<PathBuf, String> {
@@ -178,10 +203,20 @@ fn run_client_mode(sonar: &Path, kosoku: &Path, rt: &str, out: &Path) -> Result<
             .map_err(|_| format!("getCaseCount answered {text:?}"))?
     };
     let agent = format!("sonar-{rt}");
+    let ids = case_ids(rt)?;
+    if ids.len() != count {
+        return Err(format!(
+            "kosoku has {count} cases, the expected file {} (run with --bless after checking)",
+            ids.len()
+        ));
+    }
     let started = Instant::now();
-    for case in 1..=count {
+    for (case, id) in (1..=count).zip(&ids) {
         let mut c = Command::new(sonar);
         c.args(["client", "--echo", "--runtime", rt]);
+        if client_offers_no_context_takeover(id) {
+            c.arg("--deflate-no-context-takeover");
+        }
         c.arg(format!("{base}/runCase?case={case}&agent={agent}"));
         c.stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -282,21 +317,37 @@ fn json_string(text: &str, key: &str) -> Option<String> {
 }
 
 /// An expected verdict may list alternatives separated by `|`.
-fn allows(expected: &str, got: &str) -> bool {
-    expected.split('|').any(|e| e == got)
+/// The case ids in the order kosoku numbers them (numerically sorted, as its index is),
+/// from the committed expected file of the client role.
+fn case_ids(rt: &str) -> Result<Vec<String>, String> {
+    let file = root()
+        .join("conformance")
+        .join(format!("expected-client-{rt}.json"));
+    let text = fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut ids: Vec<String> = from_json(&text).into_keys().collect();
+    ids.sort_by_key(|id| {
+        id.split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(u32::MAX))
+            .collect::<Vec<_>>()
+    });
+    Ok(ids)
 }
 
-fn is_compression(id: &str) -> bool {
-    id.starts_with("12.") || id.starts_with("13.")
+/// Cases 13.2, 13.5 and 13.6 are about a client that offers `client_no_context_takeover`
+/// (kosoku's server accepts only such an offer there): the client under test offers it.
+fn client_offers_no_context_takeover(id: &str) -> bool {
+    ["13.2.", "13.5.", "13.6."].iter().any(|p| id.starts_with(p))
+}
+
+fn allows(expected: &str, got: &str) -> bool {
+    expected.split('|').any(|e| e == got)
 }
 
 /// Checks one run; returns the problems found (empty: as expected).
 fn gate(verdicts: &Verdicts, role: &str, rt: &str, bless: bool) -> Result<Vec<String>, String> {
     let mut problems = Vec::new();
     for (id, (b, c)) in verdicts {
-        let acceptable = |v: &str| {
-            matches!(v, "OK" | "INFORMATIONAL") || (is_compression(id) && v == "UNIMPLEMENTED")
-        };
+        let acceptable = |v: &str| matches!(v, "OK" | "INFORMATIONAL");
         if !acceptable(b) || !acceptable(c) {
             problems.push(format!("{role} on {rt}: case {id} is {b} / {c}"));
         }

@@ -95,16 +95,24 @@ pub(crate) struct Compression {
     /// Do not negotiate permessage-deflate (RFC 7692); it is offered and accepted by default.
     #[arg(long)]
     pub(crate) no_deflate: bool,
+    /// Reset our compressor after every message (less memory per connection, less
+    /// compression): a client offers `client_no_context_takeover`, a server answers
+    /// `server_no_context_takeover`.
+    #[arg(long, conflicts_with = "no_deflate")]
+    pub(crate) deflate_no_context_takeover: bool,
 }
 
 impl Compression {
-    /// Applies the flag to a connection configuration.
+    /// Applies the flags to a connection configuration.
     pub(crate) fn apply(&self, config: sonar_async::Config) -> sonar_async::Config {
         if self.no_deflate {
-            config.with_deflate(sonar_async::DeflateConfig::disabled())
-        } else {
-            config
+            return config.with_deflate(sonar_async::DeflateConfig::disabled());
         }
+        let deflate = config
+            .deflate
+            .clone()
+            .with_no_context_takeover(self.deflate_no_context_takeover);
+        config.with_deflate(deflate)
     }
 }
 
