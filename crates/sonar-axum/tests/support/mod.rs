@@ -178,15 +178,23 @@ where
         .handshake(TokioIo::new(io))
         .await
         .unwrap();
-    let (enabled_tx, enabled_rx) = tokio::sync::oneshot::channel();
+    // The connection task answers one question once asked: did the server enable
+    // extended CONNECT? (Its SETTINGS come before any response, so once `/health` is
+    // answered they have been read.)
+    type Reply = tokio::sync::oneshot::Sender<bool>;
+    let (ask_tx, ask_rx) = tokio::sync::oneshot::channel::<Reply>();
     tokio::spawn(async move {
         let mut conn = std::pin::pin!(conn);
-        let mut enabled_tx = Some(enabled_tx);
-        // Drive the connection; report the server's setting once its SETTINGS were read.
+        let mut ask = Some(ask_rx);
         std::future::poll_fn(|cx| {
             let poll = conn.as_mut().poll(cx);
-            if let Some(tx) = enabled_tx.take_if(|_| conn.is_extended_connect_protocol_enabled()) {
-                let _ = tx.send(());
+            if let Some(rx) = ask.as_mut()
+                && let std::task::Poll::Ready(asked) = std::pin::Pin::new(rx).poll(cx)
+            {
+                ask = None;
+                if let Ok(reply) = asked {
+                    let _ = reply.send(conn.is_extended_connect_protocol_enabled());
+                }
             }
             poll
         })
@@ -197,10 +205,16 @@ where
         .unwrap();
     let response = sender.send_request(health).await.unwrap();
     assert_eq!(response.status(), 200);
-    tokio::time::timeout(LIMIT, enabled_rx)
+    let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+    ask_tx.send(reply_tx).unwrap();
+    let enabled = tokio::time::timeout(LIMIT, reply_rx)
         .await
-        .expect("the server enables extended CONNECT")
-        .expect("the server enables extended CONNECT");
+        .unwrap()
+        .unwrap();
+    assert!(
+        enabled,
+        "the server enables extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL)"
+    );
     sender
 }
 
