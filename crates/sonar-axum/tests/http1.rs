@@ -229,7 +229,7 @@ fn request(upgradable: bool, protocols: Option<&str>) -> http::Request<Body> {
     }
     let mut req = builder.body(Body::empty()).unwrap();
     if upgradable {
-        let none = hyper::upgrade::on(&mut http::Request::new(()));
+        let none = hyper::upgrade::on(http::Request::new(()));
         req.extensions_mut().insert(none);
     }
     req
