@@ -181,7 +181,7 @@ mod tests {
             } else {
                 Version::HTTP_2
             };
-            let method = if g.next() % 4 == 0 {
+            let method = if g.next().is_multiple_of(4) {
                 Method::GET
             } else {
                 Method::CONNECT
