@@ -88,6 +88,23 @@ fn check_http2(parts: &Parts) -> Result<UpgradeRequest, WebSocketUpgradeRejectio
     })
 }
 
+/// True if `parts` asks for a WebSocket at all: HTTP/1.x with `websocket` in `Upgrade`, or
+/// HTTP/2 with any `:protocol` of `websocket`. Such a request is then validated in full.
+pub(crate) fn is_websocket_attempt(parts: &Parts) -> bool {
+    if parts.version == Version::HTTP_2 {
+        return parts
+            .extensions
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+    }
+    parts
+        .headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"websocket"))
+}
+
 fn http_request(
     parts: &Parts,
     method: Method,

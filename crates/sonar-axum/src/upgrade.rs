@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 
 use axum::body::Body;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::Response;
 use http::header;
 use http::request::Parts;
@@ -15,7 +15,7 @@ use sonar_handshake::{AcceptOptions, ServerHandshake};
 use sonar_tokio::{Config, Role, UpgradeRequest, WebSocket};
 
 use crate::rejection::{RejectionReason, WebSocketUpgradeRejection};
-use crate::request::{HttpVersion, check};
+use crate::request::{HttpVersion, check, is_websocket_attempt};
 
 /// Extractor for a WebSocket upgrade, over HTTP/1.1 (`GET` + `Upgrade: websocket`) or HTTP/2
 /// (extended `CONNECT`, RFC 8441). The handler receives a sonar [`WebSocket`] with keepalive
@@ -289,6 +289,39 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade<DefaultOnFailedUpg
             on_upgrade,
             on_failed_upgrade: DefaultOnFailedUpgrade,
         })
+    }
+}
+
+/// `Option<WebSocketUpgrade>` serves a page and a WebSocket on one route: `None` for a
+/// request that does not ask for a WebSocket (no `Upgrade: websocket`, no HTTP/2
+/// `:protocol` of `websocket`); a request that asks for one is validated in full and refused
+/// as [`WebSocketUpgrade`] refuses it.
+///
+/// ```
+/// use axum::response::{IntoResponse, Response};
+/// use sonar_axum::WebSocketUpgrade;
+///
+/// async fn page_or_socket(ws: Option<WebSocketUpgrade>) -> Response {
+///     match ws {
+///         Some(ws) => ws.on_upgrade(|_socket| async {}),
+///         None => "an HTML page would be here".into_response(),
+///     }
+/// }
+/// # let _ = axum::Router::<()>::new().route("/", axum::routing::any(page_or_socket));
+/// ```
+impl<S: Send + Sync> OptionalFromRequestParts<S> for WebSocketUpgrade<DefaultOnFailedUpgrade> {
+    type Rejection = WebSocketUpgradeRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if !is_websocket_attempt(parts) {
+            return Ok(None);
+        }
+        <Self as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
     }
 }
 

@@ -293,3 +293,41 @@ async fn protocols_picks_the_servers_first_choice_among_those_offered() {
         sonar_handshake::accept_key(KEY.as_bytes()).as_str()
     );
 }
+
+#[tokio::test]
+async fn an_optional_extractor_serves_plain_requests_and_websockets_on_one_route() {
+    async fn page_or_echo(ws: Option<WebSocketUpgrade>) -> Response {
+        match ws {
+            Some(ws) => ws.on_upgrade(|socket| async move {
+                let _ = echo_loop(socket).await;
+            }),
+            None => axum::response::IntoResponse::into_response("a page"),
+        }
+    }
+    let app = Router::new().route("/", any(page_or_echo));
+    let addr = serve_plain(app).await;
+
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _) = timeout(LIMIT, read_response_head(&mut tcp)).await.unwrap();
+    assert_eq!(status, 200, "a plain GET gets the page");
+
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let bad = raw_request(
+        "GET / HTTP/1.1",
+        &["Upgrade: websocket", "Connection: Upgrade"],
+    );
+    tcp.write_all(bad.as_bytes()).await.unwrap();
+    let (status, headers) = timeout(LIMIT, read_response_head(&mut tcp)).await.unwrap();
+    assert_eq!(status, 426, "a websocket attempt is validated in full");
+    assert_eq!(header(&headers, "sec-websocket-version"), Some("13"));
+
+    let mut ws = sonar_tokio::connect(&format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    ws.send("hi").await.unwrap();
+    let echoed = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(echoed.as_text(), Some("hi"));
+}
