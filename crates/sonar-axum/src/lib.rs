@@ -8,25 +8,28 @@
 //! [`any`](axum::routing::any), since an HTTP/2 WebSocket request uses `CONNECT`.
 //!
 //! ```no_run
-//! use axum::{Router, response::Response, routing::any};
+//! use axum::{Router, routing::any};
 //! use sonar_axum::WebSocketUpgrade;
 //!
-//! async fn echo(ws: WebSocketUpgrade) -> Response {
-//!     ws.on_upgrade(|mut socket| async move {
-//!         while let Some(Ok(message)) = socket.recv().await {
-//!             if socket.send(message).await.is_err() {
-//!                 break;
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let echo = |ws: WebSocketUpgrade| async move {
+//!         ws.on_upgrade(|mut socket| async move {
+//!             while let Some(Ok(message)) = socket.recv().await {
+//!                 if socket.send(message).await.is_err() { break; }
 //!             }
-//!         }
-//!     })
+//!         })
+//!     };
+//!     let app = Router::new().route("/ws", any(echo));
+//!     axum::serve(tokio::net::TcpListener::bind("127.0.0.1:9001").await?, app).await
 //! }
-//!
-//! # async fn demo() -> std::io::Result<()> {
-//! let app = Router::new().route("/ws", any(echo));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
-//! axum::serve(listener, app).await
-//! # }
 //! ```
+//!
+//! (The README's example, compiled here.) The extractor answers `101 Switching Protocols`
+//! over HTTP/1.1 and `200 OK` over HTTP/2; a request that is not a valid upgrade gets a
+//! [`WebSocketUpgradeRejection`] with the statuses of sonar's own server handshake (400, 426
+//! with `Sec-WebSocket-Version: 13`). `Option<WebSocketUpgrade>` serves a page and a
+//! WebSocket on one route.
 //!
 //! This crate only validates the request and bridges hyper's upgraded stream to
 //! [`sonar_tokio::from_upgraded`]; the protocol lives in `sonar-async`.
