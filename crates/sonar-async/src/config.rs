@@ -3,12 +3,14 @@
 use std::time::Duration;
 
 pub use sonar_core::Config as CodecConfig;
+pub use sonar_handshake::DeflateConfig;
 pub use sonar_keepalive::KeepaliveConfig;
 
 /// Everything that can be configured on a connection; `Config::default()` is what
 /// an experienced user of tokio-tungstenite or Python `websockets` would expect:
 /// keepalive on (ping after 20 s of inbound silence, 20 s pong timeout), 10 s close and
-/// handshake timeouts, 16 MiB frames and 64 MiB messages at most.
+/// handshake timeouts, 16 MiB frames and 64 MiB messages at most (inflated size), and
+/// permessage-deflate offered and accepted (see [`DeflateConfig`]; `docs/compression.md`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -28,6 +30,10 @@ pub struct Config {
     pub codec: CodecConfig,
     /// Keepalive: ping interval, pong timeout, write-stall detection.
     pub keepalive: KeepaliveConfig,
+    /// permessage-deflate (RFC 7692): whether to offer (client) or accept (server) it, and
+    /// with which windows, context takeover, level and memory level. On by default;
+    /// [`DeflateConfig::disabled`] turns it off.
+    pub deflate: DeflateConfig,
     /// How long a peer may take to complete the opening handshake.
     pub handshake_timeout: Duration,
     /// Received messages buffered for the application before the connection stops reading
@@ -51,6 +57,7 @@ impl Default for Config {
         Config {
             codec: CodecConfig::default(),
             keepalive: KeepaliveConfig::default(),
+            deflate: DeflateConfig::default(),
             handshake_timeout: Duration::from_secs(10),
             read_queue: 64,
             write_queue: 64,
@@ -112,6 +119,13 @@ impl Config {
     #[cfg(feature = "rustls")]
     pub fn with_tls(mut self, tls: std::sync::Arc<crate::tls::rustls::ClientConfig>) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Sets the permessage-deflate configuration (`DeflateConfig::disabled()` to turn
+    /// compression off).
+    pub fn with_deflate(mut self, deflate: DeflateConfig) -> Self {
+        self.deflate = deflate;
         self
     }
 

@@ -55,9 +55,29 @@ const FAIL_GRACE: Duration = Duration::from_secs(1);
 const BATCH_BYTES: usize = 16 * 1024;
 
 /// The codec configuration the connection runs with: the application's, with the failing
-/// Close deferred until the application has answered the messages before the error.
-pub(crate) fn codec_config(config: &Config) -> sonar_core::Config {
-    config.codec.clone().with_defer_fail_close(true)
+/// Close deferred until the application has answered the messages before the error, and the
+/// permessage-deflate agreement of the handshake (if any) with the application's level,
+/// memory level and minimum size.
+pub(crate) fn codec_config(
+    config: &Config,
+    deflate: Option<sonar_handshake::DeflateParams>,
+) -> sonar_core::Config {
+    let c = &config.deflate;
+    let deflate = deflate.map(|p| {
+        sonar_core::Deflate::new()
+            .with_server_no_context_takeover(p.server_no_context_takeover)
+            .with_client_no_context_takeover(p.client_no_context_takeover)
+            .with_server_max_window_bits(p.server_max_window_bits)
+            .with_client_max_window_bits(p.client_max_window_bits)
+            .with_level(c.level)
+            .with_memory_level(c.memory_level)
+            .with_min_message_size(c.min_message_size)
+    });
+    config
+        .codec
+        .clone()
+        .with_defer_fail_close(true)
+        .with_deflate(deflate)
 }
 
 /// How a connection ended.

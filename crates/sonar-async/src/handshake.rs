@@ -10,7 +10,8 @@ use bytes::BytesMut;
 use futures_io::{AsyncRead, AsyncWrite};
 use sonar_core::{Connection, Role};
 use sonar_handshake::{
-    Accepted, ClientHandshake, ClientRequest, Rejection, Request as UpgradeRequest, ServerHandshake,
+    AcceptOptions, Accepted, ClientHandshake, ClientRequest, DeflateParams, Rejection,
+    Request as UpgradeRequest, ServerHandshake,
 };
 use sonar_keepalive::ping_channel;
 
@@ -40,6 +41,11 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let handshake_timeout = config.handshake_timeout;
+    // The request's own permessage-deflate offer wins; otherwise the configuration's.
+    let request = match request.deflate() {
+        Some(_) => request,
+        None => request.with_deflate(config.deflate.clone()),
+    };
     let work = async {
         let mut hs = ClientHandshake::new(request, rng::handshake_key());
         let mut out = Vec::with_capacity(256);
@@ -63,7 +69,10 @@ where
     };
     let (accepted, leftover) = timeout(&*timer, handshake_timeout, work).await??;
     tracing::debug!(subprotocol = ?accepted.subprotocol, "websocket client connected");
-    let conn = Connection::client(codec_config(&config), Box::new(rng::OsMask::new()));
+    let conn = Connection::client(
+        codec_config(&config, accepted.deflate),
+        Box::new(rng::OsMask::new()),
+    );
     let (ws, driver) = assemble(io, conn, leftover, config, timer);
     Ok((ws, driver, accepted))
 }
@@ -119,10 +128,18 @@ where
         });
         match answer {
             Ok((req, used, protocol)) => {
-                hs.encode_accept(&req, protocol.as_deref(), &mut out);
+                let deflate = req.negotiate_deflate(&config.deflate);
+                let mut opts = AcceptOptions::new();
+                if let Some(p) = protocol {
+                    opts = opts.with_subprotocol(p);
+                }
+                if let Some(answer) = &deflate {
+                    opts = opts.with_deflate(answer);
+                }
+                hs.encode_accept_with(&req, &opts, &mut out);
                 write_all(&mut io, &out).await?;
                 let _head = buf.split_to(used.min(buf.len()));
-                Ok((req, buf))
+                Ok((req, buf, deflate.map(|a| a.params)))
             }
             Err(rejection) => {
                 ServerHandshake::encode_reject(&rejection, &mut out);
@@ -132,15 +149,21 @@ where
             }
         }
     };
-    let (req, leftover) = timeout(&*timer, handshake_timeout, work).await??;
-    tracing::debug!(path = req.path(), "websocket server accepted");
-    let conn = Connection::server(codec_config(&config));
+    let (req, leftover, deflate) = timeout(&*timer, handshake_timeout, work).await??;
+    tracing::debug!(
+        path = req.path(),
+        deflate = deflate.is_some(),
+        "websocket server accepted"
+    );
+    let conn = Connection::server(codec_config(&config, deflate));
     let (ws, driver) = assemble(io, conn, leftover, config, timer);
     Ok((ws, driver, req))
 }
 
 /// Wraps a stream whose upgrade another HTTP server already completed (hyper, axum):
-/// `leftover` is whatever that server read past the request or response head.
+/// `leftover` is whatever that server read past the request or response head. No
+/// extension is in use; see [`from_upgraded_deflate`] when the upgrade agreed on
+/// permessage-deflate.
 pub fn from_upgraded<T>(
     io: T,
     role: Role,
@@ -151,9 +174,41 @@ pub fn from_upgraded<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    upgraded(io, role, leftover, None, config, timer)
+}
+
+/// [`from_upgraded`] for an upgrade that agreed on permessage-deflate: `deflate` is the
+/// agreement (a server's `Request::negotiate_deflate(..).params`, written into its `101` with
+/// `AcceptOptions::with_deflate`; a client's `Accepted::deflate`).
+pub fn from_upgraded_deflate<T>(
+    io: T,
+    role: Role,
+    leftover: &[u8],
+    deflate: DeflateParams,
+    config: Config,
+    timer: Arc<dyn Timer>,
+) -> (WebSocket, Driver<T>)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    upgraded(io, role, leftover, Some(deflate), config, timer)
+}
+
+fn upgraded<T>(
+    io: T,
+    role: Role,
+    leftover: &[u8],
+    deflate: Option<DeflateParams>,
+    config: Config,
+    timer: Arc<dyn Timer>,
+) -> (WebSocket, Driver<T>)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let codec = codec_config(&config, deflate);
     let conn = match role {
-        Role::Client => Connection::client(codec_config(&config), Box::new(rng::OsMask::new())),
-        Role::Server => Connection::server(codec_config(&config)),
+        Role::Client => Connection::client(codec, Box::new(rng::OsMask::new())),
+        Role::Server => Connection::server(codec),
     };
     assemble(io, conn, BytesMut::from(leftover), config, timer)
 }

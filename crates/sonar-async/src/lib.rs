@@ -50,10 +50,10 @@ mod timer;
 #[cfg(feature = "rustls")]
 pub mod tls;
 
-pub use config::{CodecConfig, Config, KeepaliveConfig};
+pub use config::{CodecConfig, Config, DeflateConfig, KeepaliveConfig};
 pub use driver::Driver;
 pub use error::Error;
-pub use handshake::{client, from_upgraded, server, server_with};
+pub use handshake::{client, from_upgraded, from_upgraded_deflate, server, server_with};
 pub use runtime::{
     BoxFuture, Incoming, Listener, RefFuture, Runtime, accept_with, connect, connect_url,
 };
@@ -63,7 +63,7 @@ pub use timer::{Sleep, Timer};
 
 pub use sonar_core::{CloseCode, CloseFrame, Message, ProtocolError, Role, SendError, Utf8Bytes};
 pub use sonar_handshake::{
-    Accepted, ClientError, ClientRequest, RejectReason, Rejection, Request as UpgradeRequest,
-    StatusCode, UrlError,
+    AcceptOptions, Accepted, ClientError, ClientRequest, DeflateAnswer, DeflateParams,
+    RejectReason, Rejection, Request as UpgradeRequest, StatusCode, UrlError,
 };
 pub use sonar_keepalive::{DeadReason, PingError, RttStats};

@@ -89,6 +89,25 @@ pub(crate) struct Keepalive {
     pub(crate) ping_timeout: Option<Duration>,
 }
 
+/// Compression flags shared by `serve` and `client`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Compression {
+    /// Do not negotiate permessage-deflate (RFC 7692); it is offered and accepted by default.
+    #[arg(long)]
+    pub(crate) no_deflate: bool,
+}
+
+impl Compression {
+    /// Applies the flag to a connection configuration.
+    pub(crate) fn apply(&self, config: sonar_async::Config) -> sonar_async::Config {
+        if self.no_deflate {
+            config.with_deflate(sonar_async::DeflateConfig::disabled())
+        } else {
+            config
+        }
+    }
+}
+
 impl Keepalive {
     /// Applies the flags to a connection configuration.
     pub(crate) fn apply(&self, mut config: sonar_async::Config) -> sonar_async::Config {
@@ -113,6 +132,8 @@ pub(crate) struct ServeArgs {
     pub(crate) runtime: RuntimeKind,
     #[command(flatten)]
     pub(crate) keepalive: Keepalive,
+    #[command(flatten)]
+    pub(crate) compression: Compression,
     /// Largest message accepted from a client (larger ones are closed with 1009).
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_message_size: Option<usize>,
@@ -127,6 +148,8 @@ pub(crate) struct ClientArgs {
     pub(crate) runtime: RuntimeKind,
     #[command(flatten)]
     pub(crate) keepalive: Keepalive,
+    #[command(flatten)]
+    pub(crate) compression: Compression,
     /// Echo every received message back unchanged (Autobahn client mode); stdin is ignored.
     #[arg(long)]
     pub(crate) echo: bool,

@@ -40,8 +40,8 @@ pub(crate) fn run(args: ClientArgs) -> Result<ExitCode, Failure> {
         .validate()
         .map_err(|e| Failure::usage(format!("invalid request: {e}")))?;
     let config = args
-        .keepalive
-        .apply(Config::default())
+        .compression
+        .apply(args.keepalive.apply(Config::default()))
         .with_tls(crate::tls::client_config(args.insecure));
     let lines = if args.echo {
         None

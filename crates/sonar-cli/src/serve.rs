@@ -24,7 +24,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Runs `sonar serve`.
 pub(crate) fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
-    let mut config = args.keepalive.apply(Config::default());
+    let mut config = args
+        .compression
+        .apply(args.keepalive.apply(Config::default()));
     if let Some(max) = args.max_message_size {
         config = config.with_max_message_size(max.max(1));
     }

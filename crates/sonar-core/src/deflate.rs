@@ -152,6 +152,7 @@ impl Deflate {
             mem_level: i32::from(clamp(self.memory_level, 1, 9)),
             reset_each: reset,
             min_size: self.min_message_size,
+            stats: DeflateStats::default(),
         }
     }
 
@@ -167,8 +168,31 @@ impl Deflate {
             ended: false,
             fed: false,
             out: Pieces::default(),
+            stats: DeflateStats::default(),
         }
     }
+}
+
+/// Byte counts of permessage-deflate on one connection
+/// ([`Connection::deflate_stats`](crate::Connection::deflate_stats)): what compression saved.
+///
+/// Only messages that went through the compressor or decompressor count; messages sent or
+/// received uncompressed do not.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DeflateStats {
+    /// Messages sent compressed.
+    pub messages_compressed: u64,
+    /// Their payload bytes before compression.
+    pub bytes_before_compression: u64,
+    /// Their payload bytes after compression (what went on the wire, without frame headers).
+    pub bytes_compressed: u64,
+    /// Compressed messages received.
+    pub messages_inflated: u64,
+    /// Their compressed payload bytes as received (without frame headers).
+    pub bytes_received_compressed: u64,
+    /// Their payload bytes after inflation.
+    pub bytes_inflated: u64,
 }
 
 const fn clamp(v: u8, lo: u8, hi: u8) -> u8 {
@@ -195,6 +219,8 @@ pub(crate) struct Compressor {
     mem_level: i32,
     reset_each: bool,
     min_size: usize,
+    /// The sending half of the counts.
+    pub(crate) stats: DeflateStats,
 }
 
 impl core::fmt::Debug for Compressor {
@@ -248,6 +274,10 @@ impl Compressor {
             // Nothing gained, and nothing carries over to the next message: send it plain.
             return Ok(None);
         }
+        let s = &mut self.stats;
+        s.messages_compressed += 1;
+        s.bytes_before_compression += input.len() as u64;
+        s.bytes_compressed += out.len() as u64;
         Ok(Some(out.freeze()))
     }
 }
@@ -372,6 +402,8 @@ pub(crate) struct Inflater {
     fed: bool,
     /// The inflated bytes of the current message.
     out: Pieces,
+    /// The receiving half of the counts.
+    pub(crate) stats: DeflateStats,
 }
 
 impl core::fmt::Debug for Inflater {
@@ -396,6 +428,21 @@ impl Inflater {
     /// `utf8` (text messages).
     pub(crate) fn feed(
         &mut self,
+        input: &[u8],
+        max: usize,
+        utf8: Option<&mut Utf8Validator>,
+    ) -> Result<(), InflateFailed> {
+        if input.is_empty() {
+            return Ok(());
+        }
+        self.fed = true;
+        self.stats.bytes_received_compressed += input.len() as u64;
+        self.inflate(input, max, utf8)
+    }
+
+    /// [`feed`](Self::feed) without the bookkeeping (also used for the tail).
+    fn inflate(
+        &mut self,
         mut input: &[u8],
         max: usize,
         mut utf8: Option<&mut Utf8Validator>,
@@ -403,7 +450,6 @@ impl Inflater {
         if input.is_empty() {
             return Ok(());
         }
-        self.fed = true;
         if self.ended {
             // Data after a final block (BFINAL=1) starts a new deflate stream, as in the
             // RFC 7692 §7.2.3.4 example (a final block, then 0x00 and the tail). The new
@@ -472,7 +518,7 @@ impl Inflater {
             // part of it (it would start a stored block that never ends).
             Ok(())
         } else {
-            self.feed(&TAIL, max, utf8)
+            self.inflate(&TAIL, max, utf8)
         };
         if self.reset_each || self.ended || r.is_err() {
             // A new stream next time (after a final block the old one cannot go on).
@@ -481,6 +527,10 @@ impl Inflater {
         self.ended = false;
         self.fed = false;
         let out = self.out.take();
+        if r.is_ok() {
+            self.stats.messages_inflated += 1;
+            self.stats.bytes_inflated += out.len() as u64;
+        }
         r.map(|()| out)
     }
 

@@ -48,7 +48,9 @@ pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, Extension, MaskSource, Role};
 pub use connection::Connection;
 #[cfg(feature = "deflate")]
-pub use deflate::{DEFAULT_LEVEL, DEFAULT_MEMORY_LEVEL, DEFAULT_MIN_MESSAGE_SIZE, Deflate};
+pub use deflate::{
+    DEFAULT_LEVEL, DEFAULT_MEMORY_LEVEL, DEFAULT_MIN_MESSAGE_SIZE, Deflate, DeflateStats,
+};
 pub use error::{ExtensionError, ProtocolError, SendError};
 pub use frame::{FrameHeader, LengthMsbSet, MAX_HEADER_LEN, OpCode, RSV1, RSV2, RSV3};
 pub use mask::apply_mask;

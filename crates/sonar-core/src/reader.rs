@@ -112,6 +112,12 @@ impl Reader {
         self.inflate.as_ref().is_some_and(Inflater::is_allocated)
     }
 
+    /// The receiving half of the permessage-deflate counts.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn inflate_stats(&self) -> Option<crate::deflate::DeflateStats> {
+        self.inflate.as_ref().map(|i| i.stats)
+    }
+
     /// Whether RSV1 on a first frame means "compressed" here.
     fn deflate_on(&self) -> bool {
         #[cfg(feature = "deflate")]

@@ -771,6 +771,29 @@ fn rfc7692_7_every_split_of_a_compressed_message_over_reads() {
     }
 }
 
+#[test]
+fn rfc7692_6_deflate_stats_count_what_went_through_deflate() {
+    let msg = sample(5000);
+    let mut pair = Pair::with_configs(
+        Config::default().with_deflate(Some(Deflate::new())),
+        Config::default().with_deflate(Some(Deflate::new())),
+    );
+    pair.client.conn.send(text(&msg)).unwrap();
+    pair.client.conn.send(text("tiny")).unwrap(); // below the minimum size: not counted
+    pair.pump();
+    let c = pair.client.conn.deflate_stats().unwrap();
+    let s = pair.server.conn.deflate_stats().unwrap();
+    assert_eq!(
+        (c.messages_compressed, c.bytes_before_compression),
+        (1, 5000)
+    );
+    assert!(c.bytes_compressed > 0 && c.bytes_compressed < 2000, "{c:?}");
+    assert_eq!(s.messages_inflated, 1);
+    assert_eq!(s.bytes_received_compressed, c.bytes_compressed);
+    assert_eq!(s.bytes_inflated, 5000);
+    assert_eq!(Driver::server().conn.deflate_stats(), None);
+}
+
 // ----- property: any messages, any parameters, any read sizes ------------------------------
 
 fn message_strategy() -> impl Strategy<Value = Message> {

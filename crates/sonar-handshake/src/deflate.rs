@@ -95,10 +95,23 @@ pub enum DeflateError {
     NotAccepted(DeflateParam),
 }
 
-/// How this end wants permessage-deflate negotiated and run; one value for both roles (see
-/// the table in the [module docs](self)). The codec settings (`level`, `memory_level`,
-/// `min_message_size`) are not negotiated; they travel to the codec with the agreed
-/// [`DeflateParams`].
+/// How this end wants permessage-deflate negotiated and run; one value for both roles,
+/// written in terms of us and the peer. The wire parameters carry the RFC's names:
+///
+/// | field                      | as a client offers                 | as a server answers                          |
+/// |----------------------------|------------------------------------|----------------------------------------------|
+/// | `max_window_bits` (ours)   | `client_max_window_bits[=N]`       | `server_max_window_bits=N` (≤ the offer's)   |
+/// | `peer_max_window_bits`     | `server_max_window_bits=N`         | `client_max_window_bits=N` if offered        |
+/// | `no_context_takeover`      | `client_no_context_takeover`       | `server_no_context_takeover`                 |
+/// | `peer_no_context_takeover` | `server_no_context_takeover`       | `client_no_context_takeover`                 |
+///
+/// The codec settings (`level`, `memory_level`, `min_message_size`) are not negotiated; they
+/// travel to the codec with the agreed [`DeflateParams`].
+///
+/// Window bits 8: zlib cannot compress with an 8-bit window (it silently uses 9). An
+/// agreement that limits a compressor to 8 bits is honoured by the codec by never compressing
+/// on that side (RSV1 clear on every message, which RFC 7692 allows per message), so such
+/// offers and answers are accepted rather than declined.
 ///
 /// ```
 /// use sonar_handshake::DeflateConfig;

@@ -34,10 +34,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 #[cfg(feature = "rustls")]
 pub use sonar_async::tls;
 pub use sonar_async::{
-    Accepted, ClientError, ClientRequest, CloseCode, CloseFrame, CloseStatus, CodecConfig, Config,
-    DeadReason, Error, KeepaliveConfig, Message, PingError, ProtocolError, RejectReason, Rejection,
-    ReuniteError, Role, RttStats, SendError, Stats, StatusCode, TrySendError, UpgradeRequest,
-    UrlError, Utf8Bytes, WebSocket, WsReader, WsWriter,
+    AcceptOptions, Accepted, ClientError, ClientRequest, CloseCode, CloseFrame, CloseStatus,
+    CodecConfig, Config, DeadReason, DeflateAnswer, DeflateConfig, DeflateParams, Error,
+    KeepaliveConfig, Message, PingError, ProtocolError, RejectReason, Rejection, ReuniteError,
+    Role, RttStats, SendError, Stats, StatusCode, TrySendError, UpgradeRequest, UrlError,
+    Utf8Bytes, WebSocket, WsReader, WsWriter,
 };
 
 pub mod generic {
@@ -46,7 +47,7 @@ pub mod generic {
     //! [`Driver`] for the caller to spawn, the [`Runtime`] seam, and the [`Timer`] seam.
     pub use sonar_async::{
         BoxFuture, Driver, Incoming, Listener, RefFuture, Runtime, Sleep, Timer, accept_with,
-        client, connect, connect_url, from_upgraded, server, server_with,
+        client, connect, connect_url, from_upgraded, from_upgraded_deflate, server, server_with,
     };
 }
 
@@ -257,11 +258,39 @@ where
 {
     let (ws, driver) =
         sonar_async::from_upgraded(Compat::new(io), role, &[], config, Arc::new(TokioTimer));
+    spawn_keeper(driver);
+    ws
+}
+
+/// [`from_upgraded`] for an upgrade that agreed on permessage-deflate (`deflate`: the
+/// server's `UpgradeRequest::negotiate_deflate(..)` answer's `params`, also written into the
+/// `101` with `AcceptOptions::with_deflate`).
+pub fn from_upgraded_deflate<T>(
+    io: T,
+    role: Role,
+    deflate: DeflateParams,
+    config: Config,
+) -> WebSocket
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (ws, driver) = sonar_async::from_upgraded_deflate(
+        Compat::new(io),
+        role,
+        &[],
+        deflate,
+        config,
+        Arc::new(TokioTimer),
+    );
+    spawn_keeper(driver);
+    ws
+}
+
+fn spawn_keeper<T: Send + 'static>(driver: sonar_async::Driver<T>) {
     tokio::spawn(async move {
         // The outcome is the application's to see through its handles.
         let _ = driver.await;
     });
-    ws
 }
 
 impl Runtime for Tokio {

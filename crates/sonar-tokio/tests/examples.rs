@@ -37,8 +37,19 @@ async fn listen(config: Config) -> (sonar_tokio::Listener, String) {
 const LIMIT: Duration = Duration::from_secs(60);
 const MESSAGES: usize = 2_000;
 
+/// Message `i`: 16 KiB of pseudo-random letters, so that compression (negotiated by default)
+/// cannot make the backlog small.
 fn line(i: usize) -> String {
-    format!("{i:05} {}", "x".repeat(16 * 1024))
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let noise: String = (0..16 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    format!("{i:05} {noise}")
 }
 
 /// Messages the sender may have on the way before the broadcast of the first has come

@@ -191,9 +191,24 @@ impl Connection {
         &self.config
     }
 
+    /// permessage-deflate byte counts (`None` if not negotiated): what compression saved, for
+    /// a driver's statistics. With `*_no_context_takeover` for a side, that side's zlib state
+    /// is freed after every message, so an idle connection holds none
+    /// ([`deflate_state`](Self::deflate_state)).
+    #[cfg(feature = "deflate")]
+    pub fn deflate_stats(&self) -> Option<crate::deflate::DeflateStats> {
+        let sent = self.compressor.as_ref()?.stats;
+        let received = self.reader.inflate_stats().unwrap_or_default();
+        Some(crate::deflate::DeflateStats {
+            messages_inflated: received.messages_inflated,
+            bytes_received_compressed: received.bytes_received_compressed,
+            bytes_inflated: received.bytes_inflated,
+            ..sent
+        })
+    }
+
     /// Whether permessage-deflate is on and holds (compressor, decompressor) zlib state right
-    /// now. With `*_no_context_takeover` for a side, that side's state is freed after every
-    /// message, so an idle connection holds none.
+    /// now (see [`deflate_stats`](Self::deflate_stats) for byte counts).
     #[cfg(feature = "deflate")]
     pub fn deflate_state(&self) -> Option<(bool, bool)> {
         self.compressor
