@@ -29,7 +29,8 @@
 //! over HTTP/1.1 and `200 OK` over HTTP/2; a request that is not a valid upgrade gets a
 //! [`WebSocketUpgradeRejection`] with the statuses of sonar's own server handshake (400, 426
 //! with `Sec-WebSocket-Version: 13`). `Option<WebSocketUpgrade>` serves a page and a
-//! WebSocket on one route.
+//! WebSocket on one route. permessage-deflate is accepted when the client offers it, over
+//! either HTTP version, as by sonar's own server (`Config::deflate`).
 //!
 //! This crate only validates the request and bridges hyper's upgraded stream to
 //! [`sonar_tokio::from_upgraded`]; the protocol lives in `sonar-async`.
@@ -47,6 +48,6 @@ pub use upgrade::{
 };
 
 pub use sonar_tokio::{
-    CloseCode, CloseFrame, CloseStatus, Config, Error, KeepaliveConfig, Message, WebSocket,
-    WsReader, WsWriter,
+    CloseCode, CloseFrame, CloseStatus, Config, DeflateConfig, DeflateParams, Error,
+    KeepaliveConfig, Message, WebSocket, WsReader, WsWriter,
 };

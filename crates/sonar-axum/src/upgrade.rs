@@ -12,7 +12,7 @@ use http::request::Parts;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use sonar_handshake::{AcceptOptions, ServerHandshake};
-use sonar_tokio::{Config, Role, UpgradeRequest, WebSocket};
+use sonar_tokio::{Config, DeflateParams, Role, UpgradeRequest, WebSocket};
 
 use crate::rejection::{RejectionReason, WebSocketUpgradeRejection};
 use crate::request::{HttpVersion, check, is_websocket_attempt};
@@ -88,12 +88,16 @@ pub struct UpgradeInfo {
     pub version: HttpVersion,
     /// The subprotocol sent in the response, if any.
     pub protocol: Option<String>,
+    /// The permessage-deflate parameters agreed in the response, if the client offered it
+    /// and [`Config::deflate`] is enabled.
+    pub deflate: Option<DeflateParams>,
 }
 
 impl<F> WebSocketUpgrade<F> {
     /// Sets the connection's configuration: message and frame limits, keepalive (ping
-    /// interval, pong timeout), queues, close timeout. The handshake timeout does not apply:
-    /// the HTTP server has read the request already.
+    /// interval, pong timeout), queues, close timeout, and compression (`Config::deflate`:
+    /// permessage-deflate is accepted when the client offers it, unless disabled). The
+    /// handshake timeout does not apply: the HTTP server has read the request already.
     ///
     /// ```
     /// # use sonar_axum::WebSocketUpgrade;
@@ -210,8 +214,8 @@ impl<F> WebSocketUpgrade<F> {
         self.on_upgrade_with(move |socket, _info| callback(socket))
     }
 
-    /// As [`on_upgrade`](Self::on_upgrade), and tells `callback` the HTTP version and the
-    /// subprotocol.
+    /// As [`on_upgrade`](Self::on_upgrade), and tells `callback` the HTTP version, the
+    /// subprotocol and the compression agreed.
     ///
     /// ```
     /// # use sonar_axum::{HttpVersion, WebSocketUpgrade};
@@ -235,10 +239,13 @@ impl<F> WebSocketUpgrade<F> {
         if let Some(protocol) = &self.protocol {
             options = options.with_subprotocol(protocol.clone());
         }
-        // Compression goes here: once `Config` carries permessage-deflate settings, negotiate
-        // with `self.request.negotiate_deflate(..)`, answer with `options.with_deflate(..)`
-        // and put the agreed parameters into `config.codec` before the socket is made. The
-        // `Sec-WebSocket-Extensions` answer below then serves both HTTP versions.
+        // permessage-deflate (RFC 7692), negotiated as sonar's own server handshake does it
+        // (`Config::deflate`, on by default): the answer goes into the response of either
+        // HTTP version, the agreement to the codec.
+        let deflate = self.request.negotiate_deflate(&self.config.deflate);
+        if let Some(answer) = &deflate {
+            options = options.with_deflate(answer);
+        }
         let mut response: Response =
             ServerHandshake::new().accept_response_with::<Body>(&self.request, &options);
         if self.version == HttpVersion::Http2 {
@@ -249,9 +256,11 @@ impl<F> WebSocketUpgrade<F> {
             headers.remove(header::CONNECTION);
             headers.remove(header::SEC_WEBSOCKET_ACCEPT);
         }
+        let deflate = deflate.map(|answer| answer.params);
         let info = UpgradeInfo {
             version: self.version,
             protocol: self.protocol,
+            deflate,
         };
         let config = self.config;
         let on_upgrade = self.on_upgrade;
@@ -261,8 +270,13 @@ impl<F> WebSocketUpgrade<F> {
                 Ok(upgraded) => {
                     // hyper replays what it read past the request head, so frames sent
                     // right behind it reach the codec.
-                    let socket =
-                        sonar_tokio::from_upgraded(TokioIo::new(upgraded), Role::Server, config);
+                    let io = TokioIo::new(upgraded);
+                    let socket = match deflate {
+                        Some(params) => {
+                            sonar_tokio::from_upgraded_deflate(io, Role::Server, params, config)
+                        }
+                        None => sonar_tokio::from_upgraded(io, Role::Server, config),
+                    };
                     callback(socket, info).await;
                 }
                 Err(error) => on_failed_upgrade.call(UpgradeError::Upgrade(error)),

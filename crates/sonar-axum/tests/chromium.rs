@@ -1,7 +1,8 @@
 //! Headless Chromium (Debian package `chromium`) against the extractor: it loads a page over
 //! HTTPS from the axum server (self-signed certificate, ALPN `h2`), whose script opens a
 //! WebSocket to the same origin and echoes 100 messages. The server records the HTTP version
-//! each WebSocket arrived over; the test asserts the echo completed and that it was HTTP/2.
+//! each WebSocket arrived over; the test asserts the echo completed, that it was HTTP/2, and
+//! that permessage-deflate (which Chromium always offers) was agreed.
 //!
 //! Without Chromium the test is skipped with a note, except under `CI`, where it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -51,6 +52,7 @@ enum Report {
     /// The page's final message, with what the server saw of its WebSocket.
     Done {
         version: HttpVersion,
+        deflate: bool,
         echoed: usize,
         text: String,
     },
@@ -62,9 +64,9 @@ async fn ws(
     State(reports): State<mpsc::UnboundedSender<Report>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let version = ws.http_version();
     ws.protocols(["echo.v1"])
-        .on_upgrade(move |mut socket| async move {
+        .on_upgrade_with(move |mut socket, info| async move {
+            let (version, deflate) = (info.version, info.deflate.is_some());
             let mut echoed = 0;
             while let Some(Ok(message)) = socket.recv().await {
                 if let Some(text) = message.as_text()
@@ -73,6 +75,7 @@ async fn ws(
                     let text = text.to_owned();
                     let _ = reports.send(Report::Done {
                         version,
+                        deflate,
                         echoed,
                         text,
                     });
@@ -182,7 +185,7 @@ impl Drop for Browser {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_echoes_100_messages_over_an_h2_websocket() {
+async fn chromium_echoes_100_messages_over_an_h2_websocket_with_permessage_deflate() {
     let Some(binary) = find_chromium() else {
         if std::env::var_os("CI").is_some() {
             panic!(
@@ -224,16 +227,24 @@ async fn chromium_echoes_100_messages_over_an_h2_websocket() {
     match report {
         Report::Done {
             version,
+            deflate,
             echoed,
             text,
         } => {
-            eprintln!("chromium: {text}; server saw the websocket over {version}, {echoed} echoes");
+            eprintln!(
+                "chromium: {text}; server saw the websocket over {version}, {echoed} echoes, \
+                 permessage-deflate {deflate}"
+            );
             assert_eq!(text, format!("done ok={MESSAGES} protocol=echo.v1"));
             assert_eq!(echoed, MESSAGES);
             assert_eq!(
                 version,
                 HttpVersion::Http2,
                 "chromium's websocket arrived over HTTP/2"
+            );
+            assert!(
+                deflate,
+                "chromium offers permessage-deflate and the extractor accepts it"
             );
         }
         Report::Failed(why) => panic!(

@@ -90,8 +90,19 @@ async fn axum_echo_prints_listening_on_its_address_and_echoes() {
 
 const MESSAGES: usize = 2_000;
 
+/// Message `i`: 16 KiB of pseudo-random letters, which permessage-deflate (agreed by default)
+/// cannot shrink much, so the slow client's backlog really grows.
 fn line(i: usize) -> String {
-    format!("{i:05} {}", "x".repeat(16 * 1024))
+    let mut state = (i as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d);
+    let noise: String = (0..16 * 1024)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from(b'a' + ((state >> 33) % 26) as u8)
+        })
+        .collect();
+    format!("{i:05} {noise}")
 }
 
 /// Messages the sender may have on the way before the broadcast of the first has come

@@ -331,3 +331,54 @@ async fn an_optional_extractor_serves_plain_requests_and_websockets_on_one_route
     let echoed = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
     assert_eq!(echoed.as_text(), Some("hi"));
 }
+
+/// A message that compresses well: 1 MiB of a repeated sentence.
+fn compressible() -> String {
+    "the quick brown fox jumps over the lazy dog. ".repeat((1 << 20) / 45)
+}
+
+#[tokio::test]
+async fn permessage_deflate_is_negotiated_and_compresses_the_echo_over_http1() {
+    let (app, mut events) = echo_app(Config::default());
+    let addr = serve_plain(app).await;
+    let (mut ws, accepted) = sonar_tokio::connect_with(
+        ClientRequest::from_url(&format!("ws://{addr}/echo")).unwrap(),
+        Config::default(),
+    )
+    .await
+    .unwrap();
+    assert!(accepted.deflate.is_some(), "{accepted:?}");
+    let Event::Upgraded(info) = next_event(&mut events).await else {
+        panic!("upgraded first");
+    };
+    assert_eq!(info.deflate, accepted.deflate);
+    let text = compressible();
+    ws.send(text.clone()).await.unwrap();
+    let echoed = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(echoed.as_text(), Some(text.as_str()));
+    let wire = ws.stats().bytes_in;
+    assert!(wire < 64 * 1024, "1 MiB echoed in {wire} bytes on the wire");
+}
+
+#[tokio::test]
+async fn a_server_config_without_deflate_accepts_no_compression() {
+    let config = Config::default().with_deflate(sonar_tokio::DeflateConfig::disabled());
+    let (app, mut events) = echo_app(config);
+    let addr = serve_plain(app).await;
+    let (mut ws, accepted) = sonar_tokio::connect_with(
+        ClientRequest::from_url(&format!("ws://{addr}/echo")).unwrap(),
+        Config::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(accepted.deflate, None);
+    let Event::Upgraded(info) = next_event(&mut events).await else {
+        panic!("upgraded first");
+    };
+    assert_eq!(info.deflate, None);
+    let text = compressible();
+    ws.send(text.clone()).await.unwrap();
+    let echoed = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(echoed.as_text(), Some(text.as_str()));
+    assert!(ws.stats().bytes_in >= text.len() as u64);
+}

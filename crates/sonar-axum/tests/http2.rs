@@ -245,3 +245,51 @@ async fn keepalive_keeps_an_h2_peer_that_answers_pings() {
     let echoed = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
     assert_eq!(echoed.as_text(), Some("still here"));
 }
+
+/// The server's `Sec-WebSocket-Extensions` answer as extension parameters (test-only parse:
+/// `name; key=value; flag`).
+fn parse_answer(value: &str) -> sonar_handshake::ExtensionParams {
+    let mut parts = value.split(';').map(str::trim);
+    let mut ext = sonar_handshake::ExtensionParams::new(parts.next().unwrap());
+    for param in parts {
+        ext = match param.split_once('=') {
+            Some((k, v)) => ext.with_param(k.trim(), Some(v.trim().trim_matches('"'))),
+            None => ext.with_param(param, None),
+        };
+    }
+    ext
+}
+
+#[tokio::test]
+async fn permessage_deflate_is_negotiated_and_compresses_the_echo_over_h2() {
+    let (app, mut events) = echo_app(Config::default());
+    let addr = serve_plain(app).await;
+    let authority = addr.to_string();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut sender = h2_client(tcp, &authority).await;
+    let offer = sonar_tokio::DeflateConfig::default();
+    let request = h2_request(&authority, "/echo", "http")
+        .header("sec-websocket-extensions", offer.offer().to_string())
+        .body(Empty::new())
+        .unwrap();
+    let (head, io) = h2_upgrade(&mut sender, request).await;
+    let answer = head.headers["sec-websocket-extensions"].to_str().unwrap();
+    let params = offer.accept_response(&parse_answer(answer)).unwrap();
+    let Event::Upgraded(info) = next_event(&mut events).await else {
+        panic!("upgraded first");
+    };
+    assert_eq!(info.version, HttpVersion::Http2);
+    assert_eq!(info.deflate, Some(params));
+    let mut ws = sonar_tokio::from_upgraded_deflate(
+        hyper_util::rt::TokioIo::new(io),
+        sonar_tokio::Role::Client,
+        params,
+        Config::default(),
+    );
+    let text = "the quick brown fox jumps over the lazy dog. ".repeat((1 << 20) / 45);
+    ws.send(text.clone()).await.unwrap();
+    let echoed = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(echoed.as_text(), Some(text.as_str()));
+    let wire = ws.stats().bytes_in;
+    assert!(wire < 64 * 1024, "1 MiB echoed in {wire} bytes on the wire");
+}
