@@ -336,7 +336,9 @@ fn case_ids(rt: &str) -> Result<Vec<String>, String> {
 /// Cases 13.2, 13.5 and 13.6 are about a client that offers `client_no_context_takeover`
 /// (kosoku's server accepts only such an offer there): the client under test offers it.
 fn client_offers_no_context_takeover(id: &str) -> bool {
-    ["13.2.", "13.5.", "13.6."].iter().any(|p| id.starts_with(p))
+    ["13.2.", "13.5.", "13.6."]
+        .iter()
+        .any(|p| id.starts_with(p))
 }
 
 fn allows(expected: &str, got: &str) -> bool {

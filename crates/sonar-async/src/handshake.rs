@@ -44,7 +44,7 @@ where
     // The request's own permessage-deflate offer wins; otherwise the configuration's.
     let request = match request.deflate() {
         Some(_) => request,
-        None => request.with_deflate(config.deflate.clone()),
+        None => request.with_deflate(config.deflate),
     };
     let work = async {
         let mut hs = ClientHandshake::new(request, rng::handshake_key());

@@ -110,7 +110,6 @@ impl Compression {
         }
         let deflate = config
             .deflate
-            .clone()
             .with_no_context_takeover(self.deflate_no_context_takeover);
         config.with_deflate(deflate)
     }
