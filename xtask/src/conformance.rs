@@ -124,15 +124,15 @@ fn ensure_venv(dir: &Path) -> Result<PathBuf, String> {
 /// allows per message: sonar sends messages under `min_message_size` plain, as Node's `ws`
 /// does under 1 KiB) to `onMessage` as a `str`, and hashing it fails ("Strings must be
 /// encoded before hashing"), so such cases end in ERROR whatever the peer does. Under
-/// Python 2 (the original suite) both were `str`. This encodes the `str` first (see
-/// conformance/EXCLUSIONS.md).
+/// Python 2 (the original suite) both were `str`. This encodes the `str` back the way the
+/// engine decoded it (latin-1 for binary, UTF-8 for text) first (see conformance/EXCLUSIONS.md).
 fn patch_text_echo_hash(python: &Path) -> Result<(), String> {
     const FIX: &str = r#"
 import pathlib, kosoku
 p = pathlib.Path(kosoku.__file__).parent / "cases" / "case12_x_x.py"
 s = p.read_text()
 bug = "def onMessage(self, msg, binary):\n   m = hashlib.sha1()\n"
-fix = "def onMessage(self, msg, binary):\n   if isinstance(msg, str):\n      msg = msg.encode('utf-8')\n   m = hashlib.sha1()\n"
+fix = "def onMessage(self, msg, binary):\n   if isinstance(msg, str):\n      msg = msg.encode('latin-1' if binary else 'utf-8')\n   m = hashlib.sha1()\n"
 if bug in s:
     p.write_text(s.replace(bug, fix, 1))
 elif fix not in s:
