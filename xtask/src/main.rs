@@ -19,6 +19,7 @@ const NO_STD_CRATES: &[&str] = &["sonar-core", "sonar-handshake", "sonar-keepali
 const FUZZ_TARGETS: &[&str] = &[
     "core_server",
     "core_client",
+    "core_deflate",
     "handshake_request",
     "handshake_response",
 ];

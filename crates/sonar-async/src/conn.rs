@@ -431,6 +431,17 @@ impl State {
         }
     }
 
+    /// The transport failed. After the peer's Close has arrived that is the peer tearing the
+    /// connection down (a server closes TCP right after its Close, often before our echo is
+    /// written): the connection closed with the peer's status, not an error.
+    fn transport_failed(&mut self, e: std::io::Error) {
+        if self.peer_close().is_some() {
+            tracing::debug!(error = %e, "transport ended after the peer's close");
+        } else {
+            self.fail(e.into());
+        }
+    }
+
     fn start_closing(&mut self, now: Duration) {
         self.closing = true;
         self.ka.handle(now, Input::CloseStarted);
@@ -680,6 +691,7 @@ impl State {
     pub(crate) fn stats(&self) -> Stats {
         Stats {
             rtt: self.rtt(),
+            deflate: self.conn.deflate_stats(),
             ..self.stats
         }
     }
@@ -1079,7 +1091,7 @@ impl State {
             }
             Poll::Ready(Err(e)) => {
                 self.read_eof = true;
-                self.fail(e.into());
+                self.transport_failed(e);
                 self.conn.handle_eof();
                 true
             }
@@ -1140,7 +1152,7 @@ impl State {
                     progress = true;
                 }
                 Poll::Ready(Err(e)) => {
-                    self.fail(e.into());
+                    self.transport_failed(e);
                     self.abort = true;
                     return true;
                 }
@@ -1165,7 +1177,7 @@ impl State {
                     progress = true;
                 }
                 Poll::Ready(Err(e)) => {
-                    self.fail(e.into());
+                    self.transport_failed(e);
                     self.abort = true;
                     return true;
                 }

@@ -57,4 +57,7 @@ pub struct Stats {
     pub pongs_unmatched: u64,
     /// Round-trip time of pings, `None` before the first matching pong.
     pub rtt: Option<RttStats>,
+    /// permessage-deflate's byte counts (payload bytes before and after compression, each
+    /// way), `None` when it was not negotiated.
+    pub deflate: Option<sonar_core::DeflateStats>,
 }
