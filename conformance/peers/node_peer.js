@@ -71,7 +71,13 @@ function same(m, data, text) {
   return text ? m.data === data : Buffer.compare(m.data, data) === 0;
 }
 
+/// permessage-deflate was agreed in the opening handshake (`perMessageDeflate: true`).
+function deflateCheck(ws) {
+  report('deflate', ws.extensions.startsWith('permessage-deflate'), `agreed: ${JSON.stringify(ws.extensions)}`);
+}
+
 async function echoAndPing(ws, t) {
+  deflateCheck(ws);
   for (const text of [true, false]) {
     for (const size of SIZES) {
       const data = payload(size, text);
@@ -100,7 +106,7 @@ async function echoAndPing(ws, t) {
 }
 
 function open(url, options = {}) {
-  const ws = new WebSocket(url, { maxPayload: 1 << 21, ...options });
+  const ws = new WebSocket(url, { maxPayload: 1 << 21, perMessageDeflate: true, ...options });
   const t = track(ws);
   return bounded(new Promise((resolve, reject) => {
     ws.on('open', () => resolve([ws, t]));
@@ -207,7 +213,9 @@ async function onConnection(ws, req) {
 }
 
 function server() {
-  const wss = new WebSocket.WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 1 << 21 });
+  const wss = new WebSocket.WebSocketServer({
+    host: '127.0.0.1', port: 0, maxPayload: 1 << 21, perMessageDeflate: true,
+  });
   wss.on('listening', () => console.log(`port ${wss.address().port}`));
   wss.on('connection', (ws, req) => {
     onConnection(ws, req);

@@ -46,14 +46,22 @@ def count_pings(ws):
 
 
 def payload(size, text):
-    """`size` characters of text (ASCII and two-byte UTF-8) or `size` random bytes."""
+    """`size` characters of text (ASCII and two-byte UTF-8, compressible) or `size` random
+    bytes (incompressible)."""
     if text:
         return ("sonar-\u00e9-" * (size // 8 + 1))[:size]
     return os.urandom(size)
 
 
+def deflate_check(headers):
+    """permessage-deflate (websockets' default) was agreed in the opening handshake."""
+    agreed = headers.get("Sec-WebSocket-Extensions") or ""
+    report("deflate", agreed.startswith("permessage-deflate"), f"agreed: {agreed!r}")
+
+
 async def echo_checks(url):
     async with connect(url, ping_interval=None, max_size=1 << 21) as ws:
+        deflate_check(ws.response.headers)
         for text in (True, False):
             kind = "text" if text else "binary"
             for size in SIZES:
@@ -129,6 +137,7 @@ async def handler(ws):
     try:
         if path == "/echo":
             # sonar client --echo: exact bytes back, our pings answered, then we close 1000.
+            deflate_check(ws.response.headers)
             for text in (True, False):
                 for size in SIZES:
                     data = payload(size, text)

@@ -33,6 +33,7 @@ const LINE_LIMIT: Duration = Duration::from_secs(15);
 
 /// Checks a peer client reports against `sonar serve`.
 const CLIENT_CHECKS: &[&str] = &[
+    "deflate",
     "echo",
     "their-ping",
     "our-keepalive",
@@ -43,6 +44,7 @@ const CLIENT_CHECKS: &[&str] = &[
 ];
 /// Checks a peer server reports about the `sonar client` connections it served.
 const SERVER_CHECKS: &[&str] = &[
+    "deflate",
     "echo",
     "their-ping",
     "our-keepalive",
