@@ -9,7 +9,7 @@ use crate::utf8::Utf8Bytes;
 ///
 /// An open newtype: peers may send codes this crate has never heard of, so any non-zero
 /// `u16` can be represented. Use [`CloseCode::is_sendable`] and [`CloseCode::is_valid_received`]
-/// for the wire rules (spec C-5, C-22, D-1).
+/// for the wire rules.
 ///
 /// ```
 /// use sonar_core::CloseCode;
@@ -57,11 +57,11 @@ codes! {
     MANDATORY_EXT = 1010;
     /// 1011: an unexpected condition (internal error).
     INTERNAL = 1011;
-    /// 1012: service restart (IANA registry, accepted per D-1).
+    /// 1012: service restart (IANA registry; accepted).
     SERVICE_RESTART = 1012;
-    /// 1013: try again later (IANA registry, accepted per D-1).
+    /// 1013: try again later (IANA registry; accepted).
     TRY_AGAIN_LATER = 1013;
-    /// 1014: bad gateway (IANA registry, accepted per D-1).
+    /// 1014: bad gateway (IANA registry; accepted).
     BAD_GATEWAY = 1014;
 }
 
@@ -79,13 +79,13 @@ impl CloseCode {
         self.0.get()
     }
 
-    /// Whether this code may appear in a Close frame on the wire (spec C-5, D-1):
+    /// Whether this code may appear in a Close frame on the wire:
     /// 1000-1003, 1007-1014 and 3000-4999.
     pub const fn is_sendable(self) -> bool {
         matches!(self.0.get(), 1000..=1003 | 1007..=1014 | 3000..=4999)
     }
 
-    /// Whether a received Close with this code is acceptable (spec C-22). Same set as
+    /// Whether a received Close with this code is acceptable. Same set as
     /// [`CloseCode::is_sendable`]; anything else is answered with 1002.
     pub const fn is_valid_received(self) -> bool {
         self.is_sendable()

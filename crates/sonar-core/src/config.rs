@@ -43,7 +43,7 @@ impl<F: FnMut() -> [u8; 4]> MaskSource for F {
 ///
 /// Rules the codec enforces around it: RSV bits not in [`Extension::rsv_bits`] are errors;
 /// RSV bits are only accepted on the first frame of a data message (never on control frames
-/// or continuations, spec C-6/C-30); a message whose first frame carried RSV bits is passed
+/// or continuations); a message whose first frame carried RSV bits is passed
 /// whole to [`Extension::decode`] and text is validated as UTF-8 after decoding.
 pub trait Extension: Send {
     /// The RSV bits (a combination of [`RSV1`](crate::RSV1), [`RSV2`](crate::RSV2),
@@ -81,12 +81,12 @@ pub struct Config {
     /// Largest accepted message, summed over its fragments (default 64 MiB); larger fails with 1009.
     pub max_message_size: usize,
     /// Outgoing messages larger than this are split into fragments of this size
-    /// (default `Some(64 KiB)`, spec C-16). `None` disables auto-fragmentation.
+    /// (default `Some(64 KiB)`). `None` disables auto-fragmentation.
     pub auto_fragment_size: Option<usize>,
     /// How long to wait for the peer's Close (and, as a client, for the server's EOF)
     /// after we sent ours (default 10 s).
     pub close_timeout: Duration,
-    /// Answer pings automatically (default `true`, spec C-29).
+    /// Answer pings automatically (default `true`).
     pub auto_pong: bool,
     /// Maximum number of user pings/pongs queued and not yet written (default 32).
     pub max_queued_control: usize,

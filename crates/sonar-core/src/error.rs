@@ -113,7 +113,7 @@ pub enum SendError {
     /// A ping/pong payload over 125 bytes.
     #[error("control frame payload over 125 bytes")]
     ControlTooLong,
-    /// A close code that may not be sent (spec C-5).
+    /// A close code that may not be sent.
     #[error("close code {0} may not be sent")]
     InvalidCloseCode(u16),
     /// A close reason over 123 bytes.

@@ -36,7 +36,7 @@ impl OpCode {
         self.0 & 0x08 != 0
     }
 
-    /// Reserved opcodes: 0x3-0x7 and 0xB-0xF (spec C-7).
+    /// Reserved opcodes: 0x3-0x7 and 0xB-0xF.
     pub const fn is_reserved(self) -> bool {
         matches!(self.0, 0x3..=0x7 | 0xB..=0xF)
     }

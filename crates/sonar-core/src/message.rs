@@ -140,12 +140,12 @@ pub enum DataKind {
 pub enum Event {
     /// A complete data message.
     Message(Message),
-    /// A received Ping (reported even when auto-pong answers it), in wire order (C-27).
+    /// A received Ping (reported even when auto-pong answers it), in wire order.
     Ping(Bytes),
-    /// A received Pong (solicited or not), in wire order (C-27); hand it to keepalive.
+    /// A received Pong (solicited or not), in wire order; hand it to keepalive.
     Pong(Bytes),
     /// The last byte of a Ping frame we queued left through
-    /// [`Outbound::advance`](crate::Outbound) (keepalive K-6).
+    /// [`Outbound::advance`](crate::Outbound).
     PingSent(Bytes),
     /// The peer's Close (`None` = empty Close; the close code is then 1005).
     CloseReceived(Option<CloseFrame>),

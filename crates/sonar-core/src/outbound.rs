@@ -1,6 +1,6 @@
 //! The outbound queue: header bytes plus `Bytes` payloads, written through [`bytes::Buf`].
 //!
-//! Order at every frame boundary (spec C-15): the auto-pong slot, then the control queue
+//! Order at every frame boundary: the auto-pong slot, then the control queue
 //! (user pings and pongs, FIFO), then the data queue (data frames and our Close, FIFO).
 //! A frame whose first byte has been advanced over is finished before anything else.
 
@@ -80,7 +80,7 @@ impl OutQueue {
         self.control.len()
     }
 
-    /// Replaces the auto-pong slot (latest wins, spec C-12).
+    /// Replaces the auto-pong slot (latest wins).
     pub(crate) fn set_pong(&mut self, frame: OutFrame) {
         if let Some(old) = self.pong_slot.take() {
             self.remaining -= old.len();
@@ -89,7 +89,7 @@ impl OutQueue {
         self.pong_slot = Some(frame);
     }
 
-    /// Drops an owed auto-pong that has not started to leave (spec C-14).
+    /// Drops an owed auto-pong that has not started to leave.
     pub(crate) fn clear_pong(&mut self) {
         if let Some(old) = self.pong_slot.take() {
             self.remaining -= old.len();
@@ -197,7 +197,7 @@ impl OutQueue {
 /// `chunk`/`chunks_vectored` expose header bytes and payload `Bytes` without copying them;
 /// `advance` records what the transport accepted. Write until `remaining()` is 0 or the
 /// transport blocks, then drop it; frames that have not started to leave may be overtaken by
-/// more urgent control frames queued in between (spec C-15).
+/// more urgent control frames queued in between.
 pub struct Outbound<'a> {
     pub(crate) conn: &'a mut Connection,
 }

@@ -22,7 +22,7 @@ pub(crate) enum Inbound {
     Pong(Bytes),
     Close(Option<CloseFrame>),
     /// A Ping frame starts at the front of the buffer and none of it has been consumed: the
-    /// connection may stop here (spec C-12, see `Connection::has_pending_input`). Polling
+    /// connection may stop here (see `Connection::has_pending_input`). Polling
     /// again parses the Ping.
     PingAhead,
 }
@@ -130,7 +130,7 @@ impl Reader {
         }
     }
 
-    /// Checks everything the first two bytes decide (spec C-6..C-9, C-18), so that a bad
+    /// Checks everything the first two bytes decide, so that a bad
     /// frame fails before its payload is read.
     fn check_start(&self, b0: u8, b1: u8) -> Result<(), ProtocolError> {
         let opcode = OpCode::from_bits(b0);
@@ -470,7 +470,7 @@ fn peek_len(buf: &[u8]) -> Result<Option<u64>, ProtocolError> {
     })
 }
 
-/// Parses a complete Close body (spec C-21, C-22).
+/// Parses a complete Close body.
 fn parse_close(payload: Bytes) -> Result<Option<CloseFrame>, ProtocolError> {
     let (code, reason) = match payload.as_ref() {
         [] => return Ok(None),

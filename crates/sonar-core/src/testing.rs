@@ -214,7 +214,7 @@ impl Driver {
     /// After each piece it follows the driver contract of
     /// [`Connection::has_pending_input`]: it calls `handle_read` again while input is
     /// pending, writing all output in between if [`writable`](Self::writable) (every ping is
-    /// answered) and nothing if not (pings coalesce to the latest pong, spec C-12).
+    /// answered) and nothing if not (pings coalesce to the latest pong).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), ProtocolError> {
         let chunk = self.read_chunk.unwrap_or(usize::MAX).max(1);
         for piece in bytes.chunks(chunk) {

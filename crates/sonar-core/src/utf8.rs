@@ -1,4 +1,4 @@
-//! UTF-8 checked bytes and the incremental, fail-fast validator (spec C-20).
+//! UTF-8 checked bytes and the incremental, fail-fast validator.
 
 use alloc::string::String;
 use core::fmt;

@@ -43,7 +43,7 @@ enum Timer {
 ///    the transport reports end of stream.
 ///
 ///    `handle_read` may stop early, in front of a Ping, to let an owed auto-pong be written
-///    first (spec C-12). After `handle_read`, drain `poll_event` and write what `outbound()`
+///    first. After `handle_read`, drain `poll_event` and write what `outbound()`
 ///    holds; if [`has_pending_input()`](Self::has_pending_input), call `handle_read` again
 ///    with the same buffer even if no new bytes arrived (before reading more or calling
 ///    `handle_eof`). Two calls with no write in between never both stop early.
@@ -105,7 +105,7 @@ pub struct Connection {
     /// A protocol error whose failing Close waits for `commit_failure` (`defer_fail_close`).
     fail_pending: bool,
     /// Set when `handle_read` stopped in front of a Ping; cleared once the owed auto-pong
-    /// starts to leave (or the slot is found empty). While set, pings coalesce (C-12).
+    /// starts to leave (or the slot is found empty). While set, pings coalesce.
     pong_stalled: bool,
 }
 
@@ -223,7 +223,7 @@ impl Connection {
     ///
     /// Pass the same buffer on every call and only append to it: the connection remembers how
     /// far into the partial frame at its front it has got. Bytes the handshake parser left over
-    /// (frames coalesced with the HTTP head, spec C-24) go into this buffer before the first
+    /// (frames coalesced with the HTTP head) go into this buffer before the first
     /// call. A single-frame message is split off the buffer without copying its payload.
     ///
     /// It may return early, leaving complete frames in `buf`: at the frame boundary before a
@@ -273,7 +273,7 @@ impl Connection {
     /// must be called again with the same buffer, even if no new bytes arrive.
     ///
     /// `handle_read` stops at the frame boundary before a Ping when an earlier auto-pong is
-    /// still owed (in the single latest-wins slot, spec C-12) and none of its bytes have left
+    /// still owed (in the single latest-wins slot) and none of its bytes have left
     /// through [`Outbound`](crate::Outbound)'s `advance` since `handle_read` last stopped
     /// there. The Ping and everything after it stay in the buffer. This gives the driver the
     /// chance to write the owed pong, so that a burst of pings arriving in one read is
@@ -320,7 +320,7 @@ impl Connection {
         self.pending_input
     }
 
-    /// The gate in front of a Ping (spec C-12): stop if an auto-pong is owed and has had no
+    /// The gate in front of a Ping: stop if an auto-pong is owed and has had no
     /// chance to leave since the last stop.
     fn stop_before_ping(&mut self) -> bool {
         if self.out.pong_slot.is_none() {

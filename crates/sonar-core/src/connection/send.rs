@@ -106,7 +106,7 @@ impl Connection {
     }
 
     /// Queues a Ping. It goes out at the next frame boundary, after an owed auto-pong and
-    /// ahead of queued data (C-15). Allowed while open and after we sent Close (D-3);
+    /// ahead of queued data. Allowed while open and after we sent Close;
     /// [`Event::PingSent`](crate::Event::PingSent) reports when its last byte was written.
     pub fn ping(&mut self, payload: Bytes) -> Result<(), SendError> {
         self.check_control_allowed(&payload)?;
@@ -122,7 +122,7 @@ impl Connection {
     }
 
     /// Queues an unsolicited (or manual, with `auto_pong` off) Pong. It never displaces an
-    /// owed auto-pong (C-13).
+    /// owed auto-pong.
     pub fn pong(&mut self, payload: Bytes) -> Result<(), SendError> {
         self.check_control_allowed(&payload)?;
         let frame = self.encode(true, 0, OpCode::PONG, payload, FrameKind::Pong);
@@ -131,7 +131,7 @@ impl Connection {
     }
 
     /// Starts the closing handshake: queues a Close after the data already queued.
-    /// `None` sends an empty Close. The code must be sendable (C-5, D-1) and the reason at
+    /// `None` sends an empty Close. The code must be sendable and the reason at
     /// most 123 bytes; otherwise nothing is queued and the state is unchanged.
     pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
         if self.closed {
