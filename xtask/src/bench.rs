@@ -3,10 +3,13 @@
 //!
 //! Full mode: every micro bench with criterion's defaults; 20 end-to-end scenarios (payload 16 B,
 //! 1 KiB, 64 KiB, 1 MiB x 1, 64, 1000 connections x closed loop / 16 in flight, less the four
-//! whose in-flight bytes pass 64 MiB), each in its own process, 5 interleaved runs of 1 s;
-//! idle memory with 10,000 connections.
-//! Quick mode: criterion with 10 samples and short warm-up/measurement; 7 scenarios, 3 runs of
-//! 0.5 s; idle memory with 10,000 connections.
+//! whose in-flight bytes pass 64 MiB), 5 interleaved rounds of 1 s; the axum table (sonar's
+//! extractor against axum's `extract::ws`, 8 scenarios); idle memory with 10,000 connections.
+//! Quick mode: criterion with 10 samples and short warm-up/measurement; 7 scenarios and the
+//! axum table, 3 rounds of 0.5 s; idle memory with 10,000 connections.
+//!
+//! Every server runs in its own process, pinned apart from the load generator where `taskset`
+//! exists (see `benches/benches/e2e/main.rs`).
 
 use std::fmt::Write as _;
 use std::process::Stdio;
@@ -48,6 +51,24 @@ const QUICK_SCENARIOS: &[&str] = &[
     "1048576:1:1",
 ];
 
+/// The servers of the main table (the axum pair has its own table).
+const MAIN_SERVERS: &str = "sonar-tokio,sonar-smol,sonar-async-std,tokio-tungstenite,fastwebsockets,tokio-websockets,raw-tcp";
+
+/// sonar's axum extractor and axum's own `extract::ws`.
+const AXUM_SERVERS: &str = "sonar-axum,axum-ws";
+
+/// The axum table: small and large messages, one and many connections, closed and pipelined.
+const AXUM_SCENARIOS: &[&str] = &[
+    "16:1:1",
+    "16:1:16",
+    "16:64:1",
+    "16:64:16",
+    "65536:1:1",
+    "65536:1:4",
+    "65536:64:1",
+    "65536:64:4",
+];
+
 const MICRO_BENCHES: &[&str] = &["mask", "frame", "utf8", "handshake"];
 
 /// Memory is measured with this many idle connections (the file-descriptor limit must allow it:
@@ -70,19 +91,54 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     };
     let _ = writeln!(
         report,
-        "## End to end (echo, median of {runs} interleaved runs of {secs} s, one process per \
-         scenario)\n\nRatios are to the best of tokio-tungstenite, fastwebsockets and \
-         tokio-websockets in the same run.\n"
+        "## End to end (echo, {runs} interleaved rounds of {secs} s per scenario)\n\n\
+         Every server in its own process (pinned to CPU 0 where `taskset` exists, the load \
+         generator on CPU 1), one frame per client write. `vs best peer`: median over rounds \
+         of the server's rate divided by the best of tokio-tungstenite, fastwebsockets and \
+         tokio-websockets in the same round. `background CPU`: the largest share of the \
+         machine that other processes took during one of the server's rounds.\n"
     );
-    let _ = writeln!(
-        report,
-        "| scenario | server | msgs/s | vs best peer | p50 | p99 | p99 vs best peer |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: |"
-    );
+    let mut header = true;
     for scenario in scenarios {
         eprintln!("xtask bench: scenario {scenario}");
-        let rows = e2e(&["--scenario", scenario, "--runs", runs, "--secs", secs])?;
-        report.push_str(&rows);
+        let mut args = vec![
+            "--servers",
+            MAIN_SERVERS,
+            "--scenario",
+            scenario,
+            "--runs",
+            runs,
+        ];
+        args.extend(["--secs", secs]);
+        if std::mem::take(&mut header) {
+            args.push("--header");
+        }
+        report.push_str(&e2e(&args)?);
+    }
+
+    let _ = writeln!(
+        report,
+        "\n## axum: sonar's extractor against axum's own `extract::ws`\n\n\
+         Both behind `axum::serve` (HTTP/1.1, TCP_NODELAY set through `tap_io`); axum's echo \
+         feeds and flushes as `StreamExt::forward` does. `vs best peer` is to axum's \
+         `extract::ws`.\n"
+    );
+    let mut header = true;
+    for scenario in AXUM_SCENARIOS {
+        eprintln!("xtask bench: axum scenario {scenario}");
+        let mut args = vec![
+            "--servers",
+            AXUM_SERVERS,
+            "--scenario",
+            scenario,
+            "--runs",
+            runs,
+        ];
+        args.extend(["--secs", secs]);
+        if std::mem::take(&mut header) {
+            args.push("--header");
+        }
+        report.push_str(&e2e(&args)?);
     }
 
     let _ = writeln!(
@@ -97,7 +153,12 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
          | --- | ---: | ---: | ---: | ---: |"
     );
     eprintln!("xtask bench: idle memory");
-    report.push_str(&e2e(&["--mem", MEMORY_CONNECTIONS])?);
+    report.push_str(&e2e(&[
+        "--servers",
+        MAIN_SERVERS,
+        "--mem",
+        MEMORY_CONNECTIONS,
+    ])?);
 
     eprintln!("xtask bench: micro benches");
     let micro = micro(quick)?;

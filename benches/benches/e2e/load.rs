@@ -1,0 +1,300 @@
+//! The load generator: one client for every server, so the client costs the same whatever the
+//! server. Each connection writes one pre-masked binary frame per write (no batching), keeps
+//! `inflight` messages outstanding and counts echoes with a minimal frame parser that never
+//! copies a payload.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const HANDSHAKE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// Reads an HTTP head (up to 8 KiB) byte-exactly: nothing after `\r\n\r\n` is consumed.
+pub async fn read_head(tcp: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(512);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 8192 || tcp.read(&mut byte).await? == 0 {
+            return Err(std::io::Error::other("bad head"));
+        }
+        head.push(byte[0]);
+    }
+    Ok(head)
+}
+
+/// One scenario: payload size, connections, messages in flight per connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Scenario {
+    pub payload: usize,
+    pub conns: usize,
+    pub inflight: usize,
+}
+
+impl Scenario {
+    pub fn parse(text: &str) -> Option<Scenario> {
+        let mut parts = text.split(':').map(|p| p.parse::<usize>().ok());
+        Some(Scenario {
+            payload: parts.next()??,
+            conns: parts.next()??,
+            inflight: parts.next()??,
+        })
+    }
+
+    pub fn label(&self) -> String {
+        let size = match self.payload {
+            p if p >= 1 << 20 && p % (1 << 20) == 0 => format!("{} MiB", p >> 20),
+            p if p >= 1 << 10 && p % (1 << 10) == 0 => format!("{} KiB", p >> 10),
+            p => format!("{p} B"),
+        };
+        let mode = if self.inflight == 1 {
+            "closed".to_owned()
+        } else {
+            format!("{} in flight", self.inflight)
+        };
+        format!("{size} x {} conn, {mode}", self.conns)
+    }
+}
+
+/// One measured run of one server.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sample {
+    pub msgs_per_sec: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub bad_frames: u64,
+    pub fragments: u64,
+}
+
+/// A masked binary frame (FIN, opcode 2) of `payload` bytes, as a client sends it.
+fn masked_frame(payload: usize) -> Vec<u8> {
+    let bytes: Vec<u8> = (0..payload).map(|i| i as u8).collect();
+    sonar_core::testing::FrameBuilder::binary(&bytes)
+        .mask([0x12, 0x34, 0x56, 0x78])
+        .build()
+}
+
+/// Counts frames in a byte stream without copying payloads (handles masked frames too, so the
+/// raw-TCP echo's verbatim echoes parse).
+#[derive(Default)]
+struct FrameCounter {
+    header: [u8; 14],
+    header_len: usize,
+    skip: u64,
+    opcode: u8,
+    len: u64,
+}
+
+impl FrameCounter {
+    /// Feeds bytes; calls `on_frame(first_byte, payload_len)` for every complete frame
+    /// (`first_byte` holds FIN and the opcode).
+    fn feed(&mut self, mut data: &[u8], mut on_frame: impl FnMut(u8, u64)) {
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = (self.skip.min(data.len() as u64)) as usize;
+                data = &data[n..];
+                self.skip -= n as u64;
+                if self.skip == 0 {
+                    on_frame(self.opcode, self.len);
+                }
+                continue;
+            }
+            self.header[self.header_len] = data[0];
+            self.header_len += 1;
+            data = &data[1..];
+            if self.header_len < 2 {
+                continue;
+            }
+            let b1 = self.header[1];
+            let ext = match b1 & 0x7f {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            };
+            let need = 2 + ext + if b1 & 0x80 != 0 { 4 } else { 0 };
+            if self.header_len < need {
+                continue;
+            }
+            let len = match ext {
+                2 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),
+                8 => u64::from_be_bytes(self.header[2..10].try_into().unwrap()),
+                _ => u64::from(b1 & 0x7f),
+            };
+            self.opcode = self.header[0];
+            self.len = len;
+            self.header_len = 0;
+            self.skip = len;
+            if len == 0 {
+                on_frame(self.opcode, 0);
+            }
+        }
+    }
+}
+
+/// Connects and (unless raw) does the client handshake.
+async fn open(addr: SocketAddr, websocket: bool) -> std::io::Result<TcpStream> {
+    let mut tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    if !websocket {
+        return Ok(tcp);
+    }
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {HANDSHAKE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await?;
+    let head = read_head(&mut tcp).await?;
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return Err(std::io::Error::other("handshake refused"));
+    }
+    Ok(tcp)
+}
+
+/// Opens `count` connections, at most 256 handshakes at a time.
+pub async fn open_many(addr: SocketAddr, websocket: bool, count: usize) -> Vec<TcpStream> {
+    futures_util::stream::iter(0..count)
+        .map(|_| async move {
+            tokio::time::timeout(Duration::from_secs(20), open(addr, websocket)).await
+        })
+        .buffer_unordered(256)
+        .filter_map(|r| async move { r.ok().and_then(Result::ok) })
+        .collect()
+        .await
+}
+
+/// Per-connection result: echoes counted in the window and their round-trip times (µs).
+struct ConnResult {
+    count: u64,
+    latencies: Vec<u32>,
+    bad: u64,
+    /// Non-final frames of data messages the server sent (it fragmented its echoes).
+    fragments: u64,
+}
+
+/// Drives one connection: keeps `inflight` frames outstanding until `end`; counts echoes whose
+/// send started after `warm`.
+async fn drive_conn(
+    mut tcp: TcpStream,
+    frame: std::sync::Arc<Vec<u8>>,
+    sc: Scenario,
+    warm: Instant,
+    end: Instant,
+) -> ConnResult {
+    let frame_len = frame.len();
+    let (mut rd, mut wr) = tcp.split();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut parser = FrameCounter::default();
+    let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(sc.inflight);
+    let mut in_flight = 0usize;
+    let mut message_len = 0u64;
+    let mut fragmented = 0u64;
+    // Bytes of the frame being written (`None`: no frame under way). One frame per write call:
+    // a large frame may take several writes, but two frames never share one.
+    let mut writing_from: Option<usize> = None;
+    let mut result = ConnResult {
+        count: 0,
+        latencies: Vec::new(),
+        bad: 0,
+        fragments: 0,
+    };
+    let deadline = tokio::time::Instant::from_std(end);
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        if writing_from.is_none() && in_flight < sc.inflight {
+            writing_from = Some(0);
+            in_flight += 1;
+            sent_at.push_back(now);
+        }
+        let offset = writing_from.unwrap_or(frame_len);
+        tokio::select! {
+            biased;
+            r = rd.read(&mut buf) => {
+                let n = match r { Ok(0) | Err(_) => break, Ok(n) => n };
+                let now = Instant::now();
+                parser.feed(&buf[..n], |first, len| {
+                    if first & 0x0f > 2 {
+                        return; // keepalive pings and other control frames
+                    }
+                    // A server may fragment a message: count it when its FIN frame arrives.
+                    message_len += len;
+                    if first & 0x80 == 0 {
+                        fragmented += 1;
+                        return;
+                    }
+                    if std::mem::take(&mut message_len) != sc.payload as u64 {
+                        result.bad += 1;
+                    }
+                    in_flight = in_flight.saturating_sub(1);
+                    if let Some(t0) = sent_at.pop_front()
+                        && t0 >= warm
+                        && now < end
+                    {
+                        result.count += 1;
+                        let us = now.duration_since(t0).as_micros();
+                        result.latencies.push(u32::try_from(us).unwrap_or(u32::MAX));
+                    }
+                });
+            }
+            w = wr.write(&frame[offset..]), if writing_from.is_some() => {
+                match w {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        writing_from = Some(offset + n).filter(|&o| o < frame_len);
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    result.fragments = fragmented;
+    result
+}
+
+/// One run of one scenario against one server.
+pub async fn run_once(addr: SocketAddr, websocket: bool, sc: Scenario, secs: f64) -> Sample {
+    let conns = open_many(addr, websocket, sc.conns).await;
+    if conns.len() != sc.conns {
+        eprintln!("  only {} of {} connections opened", conns.len(), sc.conns);
+    }
+    let frame = std::sync::Arc::new(masked_frame(sc.payload));
+    let start = Instant::now();
+    let warm = start + Duration::from_secs_f64(secs * 0.2);
+    let end = warm + Duration::from_secs_f64(secs);
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|tcp| tokio::spawn(drive_conn(tcp, frame.clone(), sc, warm, end)))
+        .collect();
+    let mut count = 0u64;
+    let mut bad = 0u64;
+    let mut fragments = 0u64;
+    let mut latencies = Vec::new();
+    for task in tasks {
+        if let Ok(r) = task.await {
+            count += r.count;
+            bad += r.bad;
+            fragments += r.fragments;
+            latencies.extend(r.latencies);
+        }
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((latencies.len() - 1) as f64 * p).round() as usize;
+        f64::from(latencies[i])
+    };
+    Sample {
+        msgs_per_sec: count as f64 / secs,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        bad_frames: bad,
+        fragments,
+    }
+}

@@ -1,0 +1,102 @@
+//! End-to-end echo benchmark: sonar (tokio, smol, async-std, the axum extractor) against
+//! tokio-tungstenite, fastwebsockets, tokio-websockets, axum's own `extract::ws` and a raw-TCP
+//! echo (the ceiling), measured the way a user would measure them.
+//!
+//! - Every server runs in its own process (this executable run as `serve NAME`), on a
+//!   current-thread runtime (smol and async-std on one thread too); where `taskset` exists the
+//!   server runs on CPU 0 and the load generator on CPU 1.
+//! - One load generator for all (a current-thread tokio runtime): each connection writes one
+//!   pre-masked binary frame per write and counts echoes without copying them, so the client
+//!   costs the same for every server.
+//! - Every peer in its best documented echo shape (see `servers.rs`); all servers are built
+//!   into this one binary, so with the same profile.
+//! - Rounds are interleaved (A B C .. A B C ..); a ratio is the median over rounds of the
+//!   server's rate divided by the best peer's rate in the same round. Each row also gives the
+//!   largest share of the machine's CPU that other processes took during one of its rounds.
+//!
+//! Usage (normally through `cargo xtask bench`):
+//! - `cargo bench -p sonar-benches --bench e2e -- --scenario 16:64:16 [--runs 5] [--secs 1]
+//!   [--servers a,b]`: scenarios (payload bytes : connections : messages in flight per
+//!   connection), printed as Markdown table rows on stdout.
+//! - `cargo bench -p sonar-benches --bench e2e -- --mem 10000`: idle resident memory per
+//!   connection above the empty-server baseline.
+//! - `cargo bench -p sonar-benches -- --test`: smoke run (every server echoes a few messages).
+#![allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+mod load;
+mod memory;
+mod process;
+mod report;
+mod servers;
+
+use load::Scenario;
+use servers::ServerKind;
+
+/// The Markdown header of the rows `run_scenario` prints.
+const TABLE_HEADER: &str = "| scenario | server | msgs/s | vs best peer | p50 | p99 | p99 vs best peer | \
+                            background CPU |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("serve") {
+        process::serve_child(args.get(1).map_or("", String::as_str));
+        return;
+    }
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let servers: Vec<&'static ServerKind> = match value("--servers") {
+        Some(list) => servers::SERVERS
+            .iter()
+            .filter(|k| list.split(',').any(|x| x == k.name))
+            .collect(),
+        None => servers::SERVERS.iter().collect(),
+    };
+    let pin = process::can_pin() && process::pin_load_generator();
+    if !pin {
+        eprintln!("e2e: taskset or a second CPU is missing: server and load generator unpinned");
+    }
+    if args.iter().any(|a| a == "--header") {
+        println!("{TABLE_HEADER}");
+    }
+    if args.iter().any(|a| a == "--test") {
+        // Smoke: every server echoes small and large frames correctly (no timing asserted).
+        let mut ok = true;
+        for sc in ["16:1:1", "65536:2:4"] {
+            let sc = Scenario::parse(sc).unwrap();
+            ok &= report::run_scenario(&servers, sc, 1, 0.05, pin);
+        }
+        assert!(ok, "a server failed to echo");
+        return;
+    }
+    if let Some(conns) = value("--mem") {
+        let conns = conns.parse().expect("--mem COUNT");
+        memory::run_memory(&servers, conns, pin);
+        return;
+    }
+    let runs: usize = value("--runs").and_then(|v| v.parse().ok()).unwrap_or(5);
+    let secs: f64 = value("--secs").and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    let scenarios: Vec<Scenario> = match value("--scenario") {
+        Some(s) => s
+            .split(',')
+            .map(|s| Scenario::parse(s).expect("--scenario PAYLOAD:CONNS:INFLIGHT"))
+            .collect(),
+        None => vec![Scenario {
+            payload: 16,
+            conns: 64,
+            inflight: 1,
+        }],
+    };
+    for sc in scenarios {
+        report::run_scenario(&servers, sc, runs, secs, pin);
+    }
+}
