@@ -69,7 +69,7 @@ const AXUM_SCENARIOS: &[&str] = &[
     "65536:64:4",
 ];
 
-const MICRO_BENCHES: &[&str] = &["mask", "frame", "utf8", "handshake"];
+const MICRO_BENCHES: &[&str] = &["mask", "frame", "utf8", "handshake", "deflate"];
 
 /// Memory is measured with this many idle connections (the file-descriptor limit must allow it:
 /// the server child and the load generator each hold one descriptor per connection).
