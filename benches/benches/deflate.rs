@@ -11,33 +11,11 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sonar_benches::json_payload;
 use std::hint::black_box;
 
 const LEVEL: u8 = 6;
 const WINDOW_BITS: u8 = 15;
-
-/// Deterministic JSON records (market-data-like ticks) up to `len` bytes.
-fn json_payload(len: usize) -> Vec<u8> {
-    let mut out = String::with_capacity(len + 128);
-    let mut i: u64 = 0;
-    out.push('[');
-    while out.len() < len {
-        let price = 10_000 + (i * 7919) % 5_000;
-        let side = if i.is_multiple_of(3) { "sell" } else { "buy" };
-        out.push_str(&format!(
-            "{{\"id\":{i},\"symbol\":\"SYM{}\",\"price\":{}.{:02},\"qty\":{},\"side\":\"{side}\",\"ts\":{}}},",
-            i % 17,
-            price / 100,
-            price % 100,
-            1 + (i * 31) % 900,
-            1_767_225_600_000 + i * 13
-        ));
-        i += 1;
-    }
-    let mut bytes = out.into_bytes();
-    bytes.truncate(len);
-    bytes
-}
 
 /// zlib-rs: one message compressed and sync-flushed into `out` (which has room for it).
 fn zlib_rs_compress(state: &mut zlib_rs::Deflate, input: &[u8], out: &mut [u8]) -> usize {

@@ -4,7 +4,9 @@
 //! Full mode: every micro bench with criterion's defaults; 20 end-to-end scenarios (payload 16 B,
 //! 1 KiB, 64 KiB, 1 MiB x 1, 64, 1000 connections x closed loop / 16 in flight, less the four
 //! whose in-flight bytes pass 64 MiB), 5 interleaved rounds of 1 s; the axum table (sonar's
-//! extractor against axum's `extract::ws`, 8 scenarios); idle memory with 10,000 connections.
+//! extractor against axum's `extract::ws`, 8 scenarios); the compressed table (sonar against
+//! yawc with permessage-deflate, 7 scenarios); idle memory with 10,000 connections, and with
+//! compression after one message.
 //! Quick mode: criterion with 10 samples and short warm-up/measurement; 7 scenarios and the
 //! axum table, 3 rounds of 0.5 s; idle memory with 10,000 connections.
 //!
@@ -67,6 +69,20 @@ const AXUM_SCENARIOS: &[&str] = &[
     "65536:1:4",
     "65536:64:1",
     "65536:64:4",
+];
+
+/// The compressed echo: sonar against yawc, both negotiating permessage-deflate.
+const DEFLATE_SERVERS: &str = "sonar-tokio,yawc";
+
+/// Compressible JSON text, small to large, one and many connections.
+const DEFLATE_SCENARIOS: &[&str] = &[
+    "16:1:1",
+    "16:64:1",
+    "1024:1:1",
+    "1024:64:1",
+    "1024:64:16",
+    "65536:1:1",
+    "65536:64:1",
 ];
 
 const MICRO_BENCHES: &[&str] = &["mask", "frame", "utf8", "handshake", "deflate"];
@@ -143,6 +159,31 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
 
     let _ = writeln!(
         report,
+        "\n## Compressed: sonar against yawc (permessage-deflate)\n\n\
+         The load generator offers `permessage-deflate; client_max_window_bits` and sends JSON \
+         text compressed once up front; both servers answer with their default compression \
+         (yawc: low-latency level, UTF-8 validation on). `vs best peer` is to yawc.\n"
+    );
+    let mut header = true;
+    for scenario in DEFLATE_SCENARIOS {
+        eprintln!("xtask bench: deflate scenario {scenario}");
+        let mut args = vec![
+            "--servers",
+            DEFLATE_SERVERS,
+            "--scenario",
+            scenario,
+            "--runs",
+            runs,
+        ];
+        args.extend(["--secs", secs, "--deflate"]);
+        if std::mem::take(&mut header) {
+            args.push("--header");
+        }
+        report.push_str(&e2e(&args)?);
+    }
+
+    let _ = writeln!(
+        report,
         "\n## Idle memory ({MEMORY_CONNECTIONS} connections, default config, keepalive as \
          configured by default)\n\nVmRSS of the server process (a child of the harness) above \
          its empty-server baseline.\n"
@@ -159,6 +200,39 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         "--mem",
         MEMORY_CONNECTIONS,
     ])?);
+
+    let _ = writeln!(
+        report,
+        "\n## Memory with compression ({MEMORY_CONNECTIONS} connections, each after one \
+         echoed 1 KiB message)\n\nThe same measurement: first without compression, then with \
+         permessage-deflate and context takeover, then without context takeover.\n"
+    );
+    let _ = writeln!(
+        report,
+        "| server | connections | empty | loaded | per connection |\n\
+         | --- | ---: | ---: | ---: | ---: |"
+    );
+    for mode in ["", "--deflate", "--deflate-no-context-takeover"] {
+        eprintln!("xtask bench: memory after one message {mode}");
+        let mut args = vec!["--servers", DEFLATE_SERVERS, "--mem", MEMORY_CONNECTIONS];
+        args.push("--after-one-message");
+        if !mode.is_empty() {
+            args.push(mode);
+        }
+        let rows = e2e(&args)?;
+        let label = if mode.is_empty() {
+            "off"
+        } else {
+            mode.trim_start_matches("--")
+        };
+        for row in rows.lines() {
+            let _ = writeln!(
+                report,
+                "{}",
+                row.replacen("| ", &format!("| ({label}) "), 1)
+            );
+        }
+    }
 
     eprintln!("xtask bench: micro benches");
     let micro = micro(quick)?;

@@ -1,7 +1,11 @@
 //! The load generator: one client for every server, so the client costs the same whatever the
-//! server. Each connection writes one pre-masked binary frame per write (no batching), keeps
+//! server. Each connection writes one pre-masked frame per write (no batching), keeps
 //! `inflight` messages outstanding and counts echoes with a minimal frame parser that never
 //! copies a payload.
+//!
+//! Uncompressed scenarios send a binary frame. Compressed ones offer permessage-deflate as a
+//! browser does and send JSON text compressed once up front (each message compressed on its own, which
+//! is valid with or without context takeover).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -26,12 +30,42 @@ pub async fn read_head(tcp: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(head)
 }
 
-/// One scenario: payload size, connections, messages in flight per connection.
+/// Whether the load generator negotiates permessage-deflate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// No extension offered; binary frames.
+    Off,
+    /// `permessage-deflate; client_max_window_bits` offered (what browsers send), with
+    /// `server_no_context_takeover; client_no_context_takeover` added when `context_takeover`
+    /// is false; compressed JSON text frames.
+    Deflate { context_takeover: bool },
+}
+
+impl Compression {
+    /// The `Sec-WebSocket-Extensions` request header line, if any.
+    fn offer(self) -> &'static str {
+        match self {
+            Compression::Off => "",
+            Compression::Deflate {
+                context_takeover: true,
+            } => "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+            Compression::Deflate {
+                context_takeover: false,
+            } => {
+                "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits; \
+                 server_no_context_takeover; client_no_context_takeover\r\n"
+            }
+        }
+    }
+}
+
+/// One scenario: payload size, connections, messages in flight per connection, compression.
 #[derive(Clone, Copy, Debug)]
 pub struct Scenario {
     pub payload: usize,
     pub conns: usize,
     pub inflight: usize,
+    pub compression: Compression,
 }
 
 impl Scenario {
@@ -41,6 +75,7 @@ impl Scenario {
             payload: parts.next()??,
             conns: parts.next()??,
             inflight: parts.next()??,
+            compression: Compression::Off,
         })
     }
 
@@ -55,7 +90,16 @@ impl Scenario {
         } else {
             format!("{} in flight", self.inflight)
         };
-        format!("{size} x {} conn, {mode}", self.conns)
+        let kind = match self.compression {
+            Compression::Off => "",
+            Compression::Deflate {
+                context_takeover: true,
+            } => " text, deflate,",
+            Compression::Deflate {
+                context_takeover: false,
+            } => " text, deflate no context takeover,",
+        };
+        format!("{size}{kind} x {} conn, {mode}", self.conns)
     }
 }
 
@@ -69,12 +113,20 @@ pub struct Sample {
     pub fragments: u64,
 }
 
-/// A masked binary frame (FIN, opcode 2) of `payload` bytes, as a client sends it.
-fn masked_frame(payload: usize) -> Vec<u8> {
-    let bytes: Vec<u8> = (0..payload).map(|i| i as u8).collect();
-    sonar_core::testing::FrameBuilder::binary(&bytes)
-        .mask([0x12, 0x34, 0x56, 0x78])
-        .build()
+/// The frame a client sends for one message of `payload` bytes, masked: binary, or JSON text
+/// compressed on its own (RSV1) when compression is negotiated.
+pub fn masked_frame(payload: usize, compression: Compression) -> Vec<u8> {
+    let frame = match compression {
+        Compression::Off => {
+            let bytes: Vec<u8> = (0..payload).map(|i| i as u8).collect();
+            sonar_core::testing::FrameBuilder::binary(&bytes)
+        }
+        Compression::Deflate { .. } => {
+            sonar_core::testing::FrameBuilder::text(&sonar_benches::json_payload(payload))
+                .compressed()
+        }
+    };
+    frame.mask([0x12, 0x34, 0x56, 0x78]).build()
 }
 
 /// Counts frames in a byte stream without copying payloads (handles masked frames too, so the
@@ -135,7 +187,11 @@ impl FrameCounter {
 }
 
 /// Connects and (unless raw) does the client handshake.
-async fn open(addr: SocketAddr, websocket: bool) -> std::io::Result<TcpStream> {
+async fn open(
+    addr: SocketAddr,
+    websocket: bool,
+    compression: Compression,
+) -> std::io::Result<TcpStream> {
     let mut tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     if !websocket {
@@ -143,26 +199,65 @@ async fn open(addr: SocketAddr, websocket: bool) -> std::io::Result<TcpStream> {
     }
     let request = format!(
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {HANDSHAKE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {HANDSHAKE_KEY}\r\nSec-WebSocket-Version: 13\r\n{}\r\n",
+        compression.offer()
     );
     tcp.write_all(request.as_bytes()).await?;
     let head = read_head(&mut tcp).await?;
     if !head.starts_with(b"HTTP/1.1 101") {
         return Err(std::io::Error::other("handshake refused"));
     }
+    let agreed = String::from_utf8_lossy(&head)
+        .to_ascii_lowercase()
+        .contains("permessage-deflate");
+    if agreed != (compression != Compression::Off) {
+        return Err(std::io::Error::other(
+            "permessage-deflate not agreed as asked",
+        ));
+    }
     Ok(tcp)
 }
 
 /// Opens `count` connections, at most 256 handshakes at a time.
-pub async fn open_many(addr: SocketAddr, websocket: bool, count: usize) -> Vec<TcpStream> {
+pub async fn open_many(
+    addr: SocketAddr,
+    websocket: bool,
+    compression: Compression,
+    count: usize,
+) -> Vec<TcpStream> {
     futures_util::stream::iter(0..count)
         .map(|_| async move {
-            tokio::time::timeout(Duration::from_secs(20), open(addr, websocket)).await
+            tokio::time::timeout(Duration::from_secs(20), open(addr, websocket, compression)).await
         })
         .buffer_unordered(256)
         .filter_map(|r| async move { r.ok().and_then(Result::ok) })
         .collect()
         .await
+}
+
+/// Sends one message on every connection and waits (up to 20 s in all) for its echo, so that
+/// what a first message makes a server allocate (a compressor, buffers) is counted. Returns how
+/// many connections got their echo.
+pub async fn echo_once(conns: &mut [TcpStream], frame: &[u8]) -> usize {
+    let all = futures_util::future::join_all(conns.iter_mut().map(|tcp| echo_one(tcp, frame)));
+    match tokio::time::timeout(Duration::from_secs(20), all).await {
+        Ok(results) => results.iter().filter(|r| r.is_some()).count(),
+        Err(_) => 0,
+    }
+}
+
+async fn echo_one(tcp: &mut TcpStream, frame: &[u8]) -> Option<()> {
+    tcp.write_all(frame).await.ok()?;
+    let mut parser = FrameCounter::default();
+    let mut buf = vec![0u8; 16 << 10];
+    let mut done = false;
+    while !done {
+        let n = tcp.read(&mut buf).await.ok().filter(|&n| n > 0)?;
+        parser.feed(&buf[..n], |first, _| {
+            done |= first & 0x80 != 0 && first & 0x0f <= 2;
+        });
+    }
+    Some(())
 }
 
 /// Per-connection result: echoes counted in the window and their round-trip times (µs).
@@ -190,6 +285,7 @@ async fn drive_conn(
     let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(sc.inflight);
     let mut in_flight = 0usize;
     let mut message_len = 0u64;
+    let mut compressed = false;
     let mut fragmented = 0u64;
     // Bytes of the frame being written (`None`: no frame under way). One frame per write call:
     // a large frame may take several writes, but two frames never share one.
@@ -221,13 +317,19 @@ async fn drive_conn(
                     if first & 0x0f > 2 {
                         return; // keepalive pings and other control frames
                     }
+                    if first & 0x0f != 0 {
+                        // The first frame of a message: RSV1 says it is compressed, and a
+                        // compressed echo's length is not the message's.
+                        compressed = first & 0x40 != 0;
+                    }
                     // A server may fragment a message: count it when its FIN frame arrives.
                     message_len += len;
                     if first & 0x80 == 0 {
                         fragmented += 1;
                         return;
                     }
-                    if std::mem::take(&mut message_len) != sc.payload as u64 {
+                    let length = std::mem::take(&mut message_len);
+                    if !compressed && length != sc.payload as u64 {
                         result.bad += 1;
                     }
                     in_flight = in_flight.saturating_sub(1);
@@ -258,11 +360,11 @@ async fn drive_conn(
 
 /// One run of one scenario against one server.
 pub async fn run_once(addr: SocketAddr, websocket: bool, sc: Scenario, secs: f64) -> Sample {
-    let conns = open_many(addr, websocket, sc.conns).await;
+    let conns = open_many(addr, websocket, sc.compression, sc.conns).await;
     if conns.len() != sc.conns {
         eprintln!("  only {} of {} connections opened", conns.len(), sc.conns);
     }
-    let frame = std::sync::Arc::new(masked_frame(sc.payload));
+    let frame = std::sync::Arc::new(masked_frame(sc.payload, sc.compression));
     let start = Instant::now();
     let warm = start + Duration::from_secs_f64(secs * 0.2);
     let end = warm + Duration::from_secs_f64(secs);

@@ -18,8 +18,11 @@
 //! - `cargo bench -p sonar-benches --bench e2e -- --scenario 16:64:16 [--runs 5] [--secs 1]
 //!   [--servers a,b]`: scenarios (payload bytes : connections : messages in flight per
 //!   connection), printed as Markdown table rows on stdout.
-//! - `cargo bench -p sonar-benches --bench e2e -- --mem 10000`: idle resident memory per
-//!   connection above the empty-server baseline.
+//! - `--deflate` or `--deflate-no-context-takeover` with either of those: the load generator
+//!   negotiates permessage-deflate and sends compressed JSON text (servers with compression
+//!   only: sonar-tokio, sonar-axum, yawc).
+//! - `cargo bench -p sonar-benches --bench e2e -- --mem 10000 [--after-one-message]`: idle
+//!   resident memory per connection above the empty-server baseline.
 //! - `cargo bench -p sonar-benches -- --test`: smoke run (every server echoes a few messages).
 #![allow(
     missing_docs,
@@ -35,7 +38,7 @@ mod process;
 mod report;
 mod servers;
 
-use load::Scenario;
+use load::{Compression, Scenario};
 use servers::ServerKind;
 
 /// The Markdown header of the rows `run_scenario` prints.
@@ -65,6 +68,18 @@ fn main() {
     if !pin {
         eprintln!("e2e: taskset or a second CPU is missing: server and load generator unpinned");
     }
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let compression = if flag("--deflate") {
+        Compression::Deflate {
+            context_takeover: true,
+        }
+    } else if flag("--deflate-no-context-takeover") {
+        Compression::Deflate {
+            context_takeover: false,
+        }
+    } else {
+        Compression::Off
+    };
     if args.iter().any(|a| a == "--header") {
         println!("{TABLE_HEADER}");
     }
@@ -75,27 +90,37 @@ fn main() {
             let sc = Scenario::parse(sc).unwrap();
             ok &= report::run_scenario(&servers, sc, 1, 0.05, pin);
         }
+        // And with compression, on the servers that have it.
+        let deflating: Vec<_> = servers.iter().copied().filter(|k| k.deflate).collect();
+        for sc in ["1024:1:1", "65536:2:4"] {
+            let mut sc = Scenario::parse(sc).unwrap();
+            sc.compression = Compression::Deflate {
+                context_takeover: true,
+            };
+            ok &= report::run_scenario(&deflating, sc, 1, 0.05, pin);
+        }
         assert!(ok, "a server failed to echo");
         return;
     }
     if let Some(conns) = value("--mem") {
         let conns = conns.parse().expect("--mem COUNT");
-        memory::run_memory(&servers, conns, pin);
+        memory::run_memory(
+            &servers,
+            conns,
+            compression,
+            flag("--after-one-message"),
+            pin,
+        );
         return;
     }
     let runs: usize = value("--runs").and_then(|v| v.parse().ok()).unwrap_or(5);
     let secs: f64 = value("--secs").and_then(|v| v.parse().ok()).unwrap_or(1.0);
-    let scenarios: Vec<Scenario> = match value("--scenario") {
-        Some(s) => s
-            .split(',')
-            .map(|s| Scenario::parse(s).expect("--scenario PAYLOAD:CONNS:INFLIGHT"))
-            .collect(),
-        None => vec![Scenario {
-            payload: 16,
-            conns: 64,
-            inflight: 1,
-        }],
-    };
+    let scenarios: Vec<Scenario> = value("--scenario")
+        .unwrap_or_else(|| "16:64:1".to_owned())
+        .split(',')
+        .map(|s| Scenario::parse(s).expect("--scenario PAYLOAD:CONNS:INFLIGHT"))
+        .map(|sc| Scenario { compression, ..sc })
+        .collect();
     for sc in scenarios {
         report::run_scenario(&servers, sc, runs, secs, pin);
     }

@@ -22,6 +22,8 @@ pub struct ServerKind {
     pub peer: bool,
     /// False for the raw-TCP echo (no handshake).
     pub websocket: bool,
+    /// Negotiates permessage-deflate when offered.
+    pub deflate: bool,
     /// Runs the server on the calling thread: sends its address, returns when `stop` fires.
     serve: fn(mpsc::Sender<SocketAddr>, oneshot::Receiver<()>),
 }
@@ -32,54 +34,70 @@ pub const SERVERS: &[ServerKind] = &[
         name: "sonar-tokio",
         peer: false,
         websocket: true,
+        deflate: true,
         serve: serve_sonar_tokio,
     },
     ServerKind {
         name: "sonar-smol",
         peer: false,
         websocket: true,
+        deflate: true,
         serve: serve_sonar_smol,
     },
     ServerKind {
         name: "sonar-async-std",
         peer: false,
         websocket: true,
+        deflate: true,
         serve: serve_sonar_async_std,
     },
     ServerKind {
         name: "sonar-axum",
         peer: false,
         websocket: true,
+        deflate: true,
         serve: |ready, stop| serve_axum(sonar_axum_app(), ready, stop),
     },
     ServerKind {
         name: "tokio-tungstenite",
         peer: true,
         websocket: true,
+        deflate: false,
         serve: |ready, stop| serve_tokio(tungstenite_echo, ready, stop),
     },
     ServerKind {
         name: "fastwebsockets",
         peer: true,
         websocket: true,
+        deflate: false,
         serve: |ready, stop| serve_tokio(fastwebsockets_echo, ready, stop),
     },
     ServerKind {
         name: "tokio-websockets",
         peer: true,
         websocket: true,
+        deflate: false,
         serve: |ready, stop| serve_tokio(tokio_websockets_echo, ready, stop),
     },
     ServerKind {
         name: "axum-ws",
         peer: true,
         websocket: true,
+        deflate: false,
         serve: |ready, stop| serve_axum(axum_ws_app(), ready, stop),
+    },
+    ServerKind {
+        name: "yawc",
+        peer: true,
+        websocket: true,
+        deflate: true,
+        serve: |ready, stop| serve_axum(yawc_app(), ready, stop),
     },
     ServerKind {
         name: "raw-tcp",
         peer: false,
         websocket: false,
+        deflate: false,
         serve: |ready, stop| serve_tokio(raw_echo, ready, stop),
     },
 ];
@@ -256,6 +274,35 @@ fn axum_ws_app() -> axum::Router {
             )
         })
     }
+    axum::Router::new().route("/", axum::routing::any(handler))
+}
+
+/// yawc 0.3 through its axum extractor: low-latency compression (level 1, as sonar's default)
+/// and UTF-8 validation on (RFC 6455 requires it; yawc leaves it off by default, sonar always
+/// validates), echoing with `feed` and `flush` as for tokio-tungstenite.
+fn yawc_app() -> axum::Router {
+    use yawc::frame::OpCode;
+    async fn handler(ws: yawc::IncomingUpgrade) -> axum::response::Response {
+        let options = yawc::Options::default()
+            .with_low_latency_compression()
+            .with_utf8();
+        let Ok((response, upgrade)) = ws.upgrade(options) else {
+            return axum::http::StatusCode::BAD_REQUEST.into_response();
+        };
+        tokio::spawn(async move {
+            if let Ok(socket) = upgrade.await {
+                // yawc's stream yields frames, not results.
+                feed_echo(
+                    socket.map(Ok::<_, std::convert::Infallible>),
+                    |f: &yawc::Frame| matches!(f.opcode(), OpCode::Text | OpCode::Binary),
+                    |f: &yawc::Frame| f.opcode() == OpCode::Close,
+                )
+                .await;
+            }
+        });
+        response.into_response()
+    }
+    use axum::response::IntoResponse as _;
     axum::Router::new().route("/", axum::routing::any(handler))
 }
 
