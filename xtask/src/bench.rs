@@ -114,23 +114,14 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
          tokio-websockets in the same round. `background CPU`: the largest share of the \
          machine that other processes took during one of the server's rounds.\n"
     );
-    let mut header = true;
-    for scenario in scenarios {
-        eprintln!("xtask bench: scenario {scenario}");
-        let mut args = vec![
-            "--servers",
-            MAIN_SERVERS,
-            "--scenario",
-            scenario,
-            "--runs",
-            runs,
-        ];
-        args.extend(["--secs", secs]);
-        if std::mem::take(&mut header) {
-            args.push("--header");
-        }
-        report.push_str(&e2e(&args)?);
-    }
+    report.push_str(&table(
+        MAIN_SERVERS,
+        scenarios,
+        runs,
+        secs,
+        &[],
+        "scenario",
+    )?);
 
     let _ = writeln!(
         report,
@@ -139,23 +130,14 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
          feeds and flushes as `StreamExt::forward` does. `vs best peer` is to axum's \
          `extract::ws`.\n"
     );
-    let mut header = true;
-    for scenario in AXUM_SCENARIOS {
-        eprintln!("xtask bench: axum scenario {scenario}");
-        let mut args = vec![
-            "--servers",
-            AXUM_SERVERS,
-            "--scenario",
-            scenario,
-            "--runs",
-            runs,
-        ];
-        args.extend(["--secs", secs]);
-        if std::mem::take(&mut header) {
-            args.push("--header");
-        }
-        report.push_str(&e2e(&args)?);
-    }
+    report.push_str(&table(
+        AXUM_SERVERS,
+        AXUM_SCENARIOS,
+        runs,
+        secs,
+        &[],
+        "axum scenario",
+    )?);
 
     let _ = writeln!(
         report,
@@ -164,23 +146,14 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
          text compressed once up front; both servers answer with their default compression \
          (yawc: low-latency level, UTF-8 validation on). `vs best peer` is to yawc.\n"
     );
-    let mut header = true;
-    for scenario in DEFLATE_SCENARIOS {
-        eprintln!("xtask bench: deflate scenario {scenario}");
-        let mut args = vec![
-            "--servers",
-            DEFLATE_SERVERS,
-            "--scenario",
-            scenario,
-            "--runs",
-            runs,
-        ];
-        args.extend(["--secs", secs, "--deflate"]);
-        if std::mem::take(&mut header) {
-            args.push("--header");
-        }
-        report.push_str(&e2e(&args)?);
-    }
+    report.push_str(&table(
+        DEFLATE_SERVERS,
+        DEFLATE_SCENARIOS,
+        runs,
+        secs,
+        &["--deflate"],
+        "deflate scenario",
+    )?);
 
     let _ = writeln!(
         report,
@@ -254,6 +227,30 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     println!("{report}");
     eprintln!("xtask bench: report written to {}", path.display());
     Ok(())
+}
+
+/// One table: every scenario over `servers`, `runs` rounds of `secs`, with `extra` flags; the
+/// header row comes with the first scenario.
+fn table(
+    servers: &str,
+    scenarios: &[&str],
+    runs: &str,
+    secs: &str,
+    extra: &[&str],
+    label: &str,
+) -> Result<String, String> {
+    let mut rows = String::new();
+    for (i, scenario) in scenarios.iter().enumerate() {
+        eprintln!("xtask bench: {label} {scenario}");
+        let mut args = vec!["--servers", servers, "--scenario", scenario];
+        args.extend(["--runs", runs, "--secs", secs]);
+        args.extend(extra);
+        if i == 0 {
+            args.push("--header");
+        }
+        rows.push_str(&e2e(&args)?);
+    }
+    Ok(rows)
 }
 
 /// Runs the end-to-end bench binary with `args`; returns its Markdown rows (stdout).

@@ -158,7 +158,7 @@ pub fn current_thread_runtime() -> tokio::runtime::Runtime {
 // sonar
 // ---------------------------------------------------------------------------------------------
 
-/// sonar's documented echo: `recv` and `send` (the same code on every runtime).
+/// sonar's documented echo: `recv` and `send` (every adapter's `WebSocket` is sonar-async's).
 async fn sonar_echo(mut ws: sonar_tokio::WebSocket) {
     while let Some(Ok(message)) = ws.recv().await {
         if ws.send(message).await.is_err() {
@@ -205,12 +205,8 @@ fn serve_sonar_smol(ready: mpsc::Sender<SocketAddr>, stop: oneshot::Receiver<()>
                 match listener.accept().await {
                     Ok((incoming, _)) => ex
                         .spawn(async move {
-                            if let Ok(mut ws) = incoming.upgrade().await {
-                                while let Some(Ok(message)) = ws.recv().await {
-                                    if ws.send(message).await.is_err() {
-                                        break;
-                                    }
-                                }
+                            if let Ok(ws) = incoming.upgrade().await {
+                                sonar_echo(ws).await;
                             }
                         })
                         .detach(),
@@ -235,12 +231,8 @@ fn serve_sonar_async_std(ready: mpsc::Sender<SocketAddr>, stop: oneshot::Receive
                 match listener.accept().await {
                     Ok((incoming, _)) => {
                         async_std::task::spawn(async move {
-                            if let Ok(mut ws) = incoming.upgrade().await {
-                                while let Some(Ok(message)) = ws.recv().await {
-                                    if ws.send(message).await.is_err() {
-                                        break;
-                                    }
-                                }
+                            if let Ok(ws) = incoming.upgrade().await {
+                                sonar_echo(ws).await;
                             }
                         });
                     }
