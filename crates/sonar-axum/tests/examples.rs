@@ -157,4 +157,9 @@ async fn axum_chat_does_not_let_a_client_that_stops_reading_hold_up_the_others()
         seen < MESSAGES,
         "the slow client was closed, not waited for"
     );
+    assert_eq!(
+        slow.close_status().map(|s| s.code),
+        Some(CloseCode::POLICY),
+        "the slow client is told why: 1008"
+    );
 }

@@ -103,6 +103,11 @@ async fn a_client_that_stops_reading_does_not_hold_up_the_others() {
         seen < MESSAGES,
         "the slow client was closed, not waited for"
     );
+    assert_eq!(
+        slow.close_status().map(|s| s.code),
+        Some(CloseCode::POLICY),
+        "the slow client is told why: 1008"
+    );
 }
 
 fn rejected_status(e: &Error) -> Option<u16> {
