@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's automation, in Rust so that it runs wherever cargo does.
 //!
 //! - `cargo xtask ci`: every check CI runs, one summary line per step.
-//! - `cargo xtask loom [--deep]`: the loom models of `sonar-keepalive`.
+//! - `cargo xtask loom [--deep]`: the loom models of `sonar-keepalive` and `sonar-async`.
 //! - `cargo xtask fuzz [TARGET...] [--seconds N]`: bounded cargo-fuzz runs.
 
 mod bench;
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: cargo xtask <command>
   ci                      fmt, clippy, tests (debug and release), no_std builds, loom,
                           Autobahn conformance, docs, bench smoke test
-  loom [--deep]           loom models of sonar-keepalive (LOOM_MAX_PREEMPTIONS=2, 3 with --deep)
+  loom [--deep]           loom models of sonar-keepalive and sonar-async (LOOM_MAX_PREEMPTIONS=2, 3 with --deep)
   conformance [--bless] [--runtime=R]
                           Autobahn cases (kosoku) against `sonar serve` / `sonar client --echo`
                           on every runtime, gated on conformance/expected-*.json
@@ -248,14 +248,19 @@ fn ci(args: &[String]) -> Result<(), String> {
     }
 }
 
+/// The loom models: the ping registry (sonar-keepalive) and the connection's wake-up hub
+/// (sonar-async).
 fn loom(deep: bool) -> Result<(), String> {
-    let mut c = cargo();
-    c.args(["test", "--release", "-p", "sonar-keepalive", "--lib"]);
-    c.arg("--target-dir")
-        .arg(root().join("target").join("loom"));
-    c.env("RUSTFLAGS", "--cfg loom");
-    c.env("LOOM_MAX_PREEMPTIONS", if deep { "3" } else { "2" });
-    run(c)
+    for krate in ["sonar-keepalive", "sonar-async"] {
+        let mut c = cargo();
+        c.args(["test", "--release", "-p", krate, "--lib"]);
+        c.arg("--target-dir")
+            .arg(root().join("target").join("loom"));
+        c.env("RUSTFLAGS", "--cfg loom");
+        c.env("LOOM_MAX_PREEMPTIONS", if deep { "3" } else { "2" });
+        run(c)?;
+    }
+    Ok(())
 }
 
 fn fuzz(args: &[String]) -> Result<(), String> {

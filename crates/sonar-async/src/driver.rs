@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::conn::{Inner, Mode};
-use crate::{Error, Sleep};
+use crate::conn::{Inner, Mode, TAKEOVER_DELAY};
+use crate::{Error, Sleep, Timer};
 
 /// The keeper task of one WebSocket: a future that runs until the connection is closed.
 ///
@@ -26,6 +26,11 @@ pub struct Driver<T> {
     inner: Arc<Inner>,
     sleep: Option<Pin<Box<dyn Sleep>>>,
     armed: Option<Duration>,
+    /// The watch over hand-offs to the application (see `conn/hub.rs`): a sleep of
+    /// [`TAKEOVER_DELAY`], armed while hand-offs come.
+    watch: Option<Pin<Box<dyn Sleep>>>,
+    watching: bool,
+    timer: Arc<dyn Timer>,
     finished: bool,
     _io: PhantomData<fn() -> T>,
 }
@@ -40,10 +45,14 @@ impl<T> std::fmt::Debug for Driver<T> {
 
 impl<T> Driver<T> {
     pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        let timer = inner.lock().timer();
         Driver {
             inner,
             sleep: None,
             armed: None,
+            watch: None,
+            watching: false,
+            timer,
             finished: false,
             _io: PhantomData,
         }
@@ -55,12 +64,20 @@ impl<T> Future for Driver<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if this.inner.hub.keeper_idle(cx.waker())
+        let call = this.inner.hub.keeper_polled(cx.waker());
+        // The first poll drives (the connection's first round); later ones only when there
+        // is work for the keeper.
+        let mut drive = call.needed || this.sleep.is_none();
+        if call.start_watch {
+            this.arm_watch();
+            this.watching = true;
+        }
+        drive |= this.poll_watch(cx);
+        if !drive
             && let Some(sleep) = this.sleep.as_mut()
             && sleep.as_mut().poll(cx).is_pending()
         {
-            // Woken only as the backup of a hand-off the application has taken, and no
-            // deadline is due: nothing to do.
+            // No work of its own, every hand-off taken or still fresh, no deadline due.
             return Poll::Pending;
         }
         // Bounded: a sleep that completes at once is polled again at most this often.
@@ -99,8 +116,44 @@ impl<T> Future for Driver<T> {
                 _ => return Poll::Pending,
             }
         }
-        cx.waker().wake_by_ref();
+        this.inner.hub.wake_keeper();
         Poll::Pending
+    }
+}
+
+impl<T> Driver<T> {
+    /// Sets the watch to check [`TAKEOVER_DELAY`] from now.
+    fn arm_watch(&mut self) {
+        let at = self.timer.now() + TAKEOVER_DELAY;
+        match self.watch.as_mut() {
+            Some(w) => w.as_mut().reset(at),
+            None => self.watch = Some(self.timer.sleep_until(at)),
+        }
+    }
+
+    /// Polls the watch; true if a hand-off was not taken in time (the keeper drives).
+    fn poll_watch(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut stale = false;
+        // Bounded: a reset sleep that is ready at once is checked at most twice.
+        for _ in 0..2 {
+            if !self.watching {
+                break;
+            }
+            let Some(w) = self.watch.as_mut() else {
+                break;
+            };
+            if w.as_mut().poll(cx).is_pending() {
+                break;
+            }
+            let check = self.inner.hub.watch_due();
+            stale |= check.stale;
+            if check.rearm {
+                self.arm_watch();
+            } else {
+                self.watching = false;
+            }
+        }
+        stale
     }
 }
 

@@ -46,11 +46,13 @@ mod rng;
 mod runtime;
 mod shared;
 mod socket;
+mod sync;
 mod timer;
 #[cfg(feature = "rustls")]
 pub mod tls;
 
 pub use config::{CodecConfig, Config, DeflateConfig, KeepaliveConfig};
+pub use conn::TAKEOVER_DELAY;
 pub use driver::Driver;
 pub use error::Error;
 pub use handshake::{client, from_upgraded, from_upgraded_deflate, server, server_with};

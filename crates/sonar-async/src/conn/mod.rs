@@ -8,18 +8,19 @@
 //! closing handshake). An echo therefore costs one task wake-up, like a hand-written loop
 //! over the socket, while keepalive still runs whether or not the application polls.
 //!
-//! Wake-ups: the transport and the ping registry are always polled with one waker, the
-//! [`Hub`]. When it fires, it wakes the application tasks waiting in `recv`/`send`/`flush`
-//! (they will drive) and the keeper, which drives only if none of them has by the time it
-//! runs: a waiting future dropped in a `select!`, or kept and not polled, never holds back
-//! the connection.
+//! Wake-ups go through the [`Hub`] (see `hub.rs`): the transport's wake-up is handed to the
+//! waiting application task, and the keeper takes over only if that task does not drive.
+
+mod hub;
+
+pub use hub::TAKEOVER_DELAY;
+pub(crate) use hub::{Hub, Notify};
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -84,142 +85,6 @@ pub(crate) fn codec_config(
 pub(crate) enum Outcome {
     Closed(CloseStatus),
     Failed(Error, Option<CloseStatus>),
-}
-
-/// The wakers waiting on one connection.
-#[derive(Default)]
-struct Waiters {
-    reader: Option<Waker>,
-    writers: Vec<Waker>,
-    closed: Vec<Waker>,
-    keeper: Option<Waker>,
-    /// The hub handed a wake-up to an application task that has not driven since.
-    handed_off: bool,
-    /// The keeper was woken for work of its own (not only as the backup of a hand-off).
-    keeper_needed: bool,
-}
-
-/// The waker the transport and the ping registry are polled with (see the module docs).
-#[derive(Default)]
-pub(crate) struct Hub {
-    waiters: Mutex<Waiters>,
-    /// Some application task is registered in `waiters` (a hint read under the state lock,
-    /// which every registration also holds).
-    waiting: AtomicBool,
-    /// The hub was woken since the transport's read last returned `Pending`: reading again
-    /// may make progress. Until then a read would only repeat the `Pending` (on some
-    /// runtimes at the cost of a system call), and the waker it registered still holds.
-    io_woken: AtomicBool,
-}
-
-impl Waiters {
-    fn update_waiting(&self, flag: &AtomicBool) {
-        let any = self.reader.is_some() || !self.writers.is_empty() || !self.closed.is_empty();
-        flag.store(any, Relaxed);
-    }
-}
-
-impl Wake for Hub {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.io_woken.store(true, Release);
-        let mut wake = Vec::new();
-        if let Ok(mut w) = self.waiters.lock() {
-            if let Some(r) = w.reader.take() {
-                wake.push(r);
-            }
-            wake.append(&mut w.writers);
-            if wake.is_empty() {
-                w.keeper_needed = true;
-            } else {
-                // The woken tasks will drive. The keeper is woken too, as a backup: it returns
-                // at once if one of them has driven by then, and drives itself if none did
-                // (a future dropped in a `select!`, or kept and not polled).
-                w.handed_off = true;
-            }
-            wake.extend(w.keeper.clone());
-            w.update_waiting(&self.waiting);
-        }
-        for w in wake {
-            w.wake();
-        }
-    }
-}
-
-impl Hub {
-    fn lock(&self) -> Option<std::sync::MutexGuard<'_, Waiters>> {
-        self.waiters.lock().ok()
-    }
-
-    /// Registers the keeper's waker; true if the keeper has nothing to do for the hub: it was
-    /// woken only as the backup of a hand-off that the application has taken.
-    pub(crate) fn keeper_idle(&self, waker: &Waker) -> bool {
-        let Some(mut w) = self.lock() else {
-            return false;
-        };
-        match &w.keeper {
-            Some(k) if k.will_wake(waker) => {}
-            _ => w.keeper = Some(waker.clone()),
-        }
-        let idle = !w.keeper_needed && !w.handed_off;
-        w.keeper_needed = false;
-        idle
-    }
-
-    pub(crate) fn wake_keeper(&self) {
-        let keeper = self.lock().and_then(|mut w| {
-            w.keeper_needed = true;
-            w.keeper.clone()
-        });
-        if let Some(k) = keeper {
-            k.wake();
-        }
-    }
-
-    fn has_waiters(&self) -> bool {
-        self.waiting.load(Relaxed)
-    }
-
-    fn register(slot: &mut Option<Waker>, waker: &Waker) {
-        match slot {
-            Some(w) if w.will_wake(waker) => {}
-            _ => *slot = Some(waker.clone()),
-        }
-    }
-
-    fn register_reader(&self, waker: &Waker) {
-        if let Some(mut w) = self.lock() {
-            Self::register(&mut w.reader, waker);
-            self.waiting.store(true, Relaxed);
-        }
-    }
-
-    fn register_writer(&self, waker: &Waker) {
-        if let Some(mut w) = self.lock()
-            && !w.writers.iter().any(|x| x.will_wake(waker))
-        {
-            w.writers.push(waker.clone());
-            self.waiting.store(true, Relaxed);
-        }
-    }
-
-    fn register_closed(&self, waker: &Waker) {
-        if let Some(mut w) = self.lock()
-            && !w.closed.iter().any(|x| x.will_wake(waker))
-        {
-            w.closed.push(waker.clone());
-            self.waiting.store(true, Relaxed);
-        }
-    }
-
-    fn driven(&self) {
-        if let Some(mut w) = self.lock() {
-            w.handed_off = false;
-        }
-    }
 }
 
 /// What one call of [`State::drive`] should do about writes.
@@ -736,7 +601,7 @@ impl State {
         }
         if mode != Mode::Write {
             self.deferred = false;
-            self.hub.driven();
+            self.hub.handoff_taken();
         }
         let waker = std::mem::replace(&mut self.io_waker, Waker::noop().clone());
         let mut cx = Context::from_waker(&waker);
@@ -817,29 +682,12 @@ impl State {
         if !self.done && deadline.is_none() && !self.hub.has_waiters() {
             return;
         }
-        let mut wake: Vec<Waker> = Vec::new();
-        if let Some(mut w) = self.hub.lock() {
-            if self.done {
-                wake.extend(w.reader.take());
-                wake.append(&mut w.writers);
-                wake.append(&mut w.closed);
-            } else {
-                if self.reader_ready() {
-                    wake.extend(w.reader.take());
-                }
-                if !w.writers.is_empty() && (!self.queue_full() || self.closing) {
-                    wake.append(&mut w.writers);
-                }
-            }
-            if deadline.is_some() {
-                w.keeper_needed = true;
-                wake.extend(w.keeper.clone());
-            }
-            w.update_waiting(&self.hub.waiting);
-        }
-        for w in wake {
-            w.wake();
-        }
+        self.hub.notify(Notify {
+            done: self.done,
+            reader: self.reader_ready(),
+            writers: !self.queue_full() || self.closing,
+            keeper: deadline.is_some(),
+        });
     }
 
     /// The earliest deadline of the codec (close timeout), keepalive and a deferred failure.
@@ -1050,7 +898,7 @@ impl State {
         {
             return false;
         }
-        if self.read_blocked && !self.hub.io_woken.swap(false, Acquire) {
+        if self.read_blocked && !self.hub.take_io_woken() {
             return false;
         }
         self.read_blocked = false;
