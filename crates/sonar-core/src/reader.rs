@@ -97,6 +97,11 @@ impl Reader {
         }
     }
 
+    /// Bytes still to come for the frame in progress (see `Connection::frame_remaining`).
+    pub(crate) fn frame_remaining(&self, buffered: usize) -> Option<usize> {
+        self.frame.as_ref().map(|f| f.len.saturating_sub(buffered))
+    }
+
     /// Enables permessage-deflate: RSV1 on the first frame of a data message marks it
     /// compressed.
     #[cfg(feature = "deflate")]

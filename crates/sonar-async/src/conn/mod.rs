@@ -44,6 +44,26 @@ thread_local! {
     /// zeroes memory, and an idle connection holds no read buffer at all.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
+/// The most a new read buffer reserves for a frame beyond the bytes at hand (twice those
+/// bytes, or this): a peer's announced length alone never makes a connection allocate more.
+const FRAME_RESERVE: usize = 128 * 1024;
+
+/// The capacity of a new read buffer that starts with `data`: the whole of the frame whose
+/// header `data` starts with, when it is known and within [`FRAME_RESERVE`] (or twice the
+/// bytes at hand), so that the frame is received without the buffer growing.
+fn buffer_for(data: &[u8]) -> usize {
+    match sonar_core::FrameHeader::parse(data) {
+        Ok(Some((header, wire))) => {
+            let frame = usize::try_from(header.len)
+                .unwrap_or(usize::MAX)
+                .saturating_add(wire);
+            frame.min(FRAME_RESERVE.max(data.len().saturating_mul(2)))
+        }
+        _ => data.len(),
+    }
+    .max(data.len())
+}
+
 /// Queued bytes up to which a write of several frames is copied into one buffer.
 const COALESCE_BYTES: usize = 4 * 1024;
 /// Rounds of the drive loop per call before yielding to the runtime (fairness).
@@ -149,6 +169,9 @@ pub(crate) struct State {
     timer: Arc<dyn Timer>,
     origin: Instant,
     read_buf: BytesMut,
+    /// Bytes read after the end of the frame in `read_buf`, in a buffer sized for the next
+    /// frame; the codec takes them once `read_buf` is consumed.
+    read_next: Option<BytesMut>,
     input_dirty: bool,
     read_eof: bool,
     inbox: VecDeque<Message>,
@@ -217,6 +240,7 @@ impl Inner {
             timer: parts.timer,
             origin,
             read_buf,
+            read_next: None,
             input_dirty,
             read_eof: false,
             inbox: VecDeque::new(),
@@ -715,7 +739,23 @@ impl State {
         if !self.input_dirty || self.read_paused {
             return false;
         }
-        if let Err(e) = self.conn.handle_read(&mut self.read_buf) {
+        let result = loop {
+            let result = self.conn.handle_read(&mut self.read_buf);
+            // Bytes of the following frames, read with the end of the one in `read_buf`.
+            let Some(next) = self.read_next.take() else {
+                break result;
+            };
+            if result.is_ok() && self.read_buf.is_empty() && !self.conn.has_pending_input() {
+                self.read_buf = next;
+                continue;
+            }
+            if result.is_ok() {
+                // The codec stopped early (in front of a Ping): keep the bytes in order.
+                self.read_buf.extend_from_slice(&next);
+            }
+            break result;
+        };
+        if let Err(e) = result {
             tracing::debug!(error = %e, "protocol error from peer");
             let error = Error::Protocol(e);
             self.fail(error.clone());
@@ -910,13 +950,33 @@ impl State {
             self.read_buf = BytesMut::new();
         }
         let read_buf = &mut self.read_buf;
+        let read_next = &mut self.read_next;
+        let remaining = self.conn.frame_remaining(read_buf.len());
         let mut read_into = |scratch: &mut Vec<u8>| {
             if scratch.len() < SCRATCH_SIZE {
                 scratch.resize(SCRATCH_SIZE, 0);
             }
             let result = Pin::new(&mut *io).poll_read(cx, &mut scratch[..]);
             if let Poll::Ready(Ok(n)) = result {
-                read_buf.extend_from_slice(scratch.get(..n).unwrap_or_default());
+                let data = scratch.get(..n).unwrap_or_default();
+                match remaining {
+                    // The read completes the frame in progress and goes on into the next one:
+                    // the next frame's bytes start a buffer of their own, sized for it, so
+                    // that neither buffer grows (and copies) once a frame is under way.
+                    Some(k) if k < data.len() => {
+                        let (this, next) = data.split_at(k);
+                        read_buf.extend_from_slice(this);
+                        let mut buf = BytesMut::with_capacity(buffer_for(next));
+                        buf.extend_from_slice(next);
+                        *read_next = Some(buf);
+                    }
+                    _ => {
+                        if read_buf.is_empty() {
+                            read_buf.reserve(buffer_for(data));
+                        }
+                        read_buf.extend_from_slice(data);
+                    }
+                }
             }
             result
         };
@@ -1079,6 +1139,7 @@ impl State {
         self.closing = true;
         self.inbox_ended = true;
         self.read_buf = BytesMut::new();
+        self.read_next = None;
         self.done = true;
     }
 

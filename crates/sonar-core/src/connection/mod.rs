@@ -320,6 +320,27 @@ impl Connection {
         self.pending_input
     }
 
+    /// Bytes still to come for the frame at the front of the input buffer, once its header
+    /// has been parsed (`None` before that, and between frames). `buffered` is the length
+    /// of the buffer passed to [`handle_read`](Self::handle_read), whose front is then that
+    /// frame's payload. A driver can use it to size its buffers so that a large frame is
+    /// received into one allocation of the right size.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sonar_core::{Config, Connection};
+    ///
+    /// let mut server = Connection::server(Config::default());
+    /// // A masked binary frame of 10 bytes (key 00 00 00 00), of which 4 have arrived.
+    /// let mut buf = BytesMut::from(&[0x82, 0x8a, 0, 0, 0, 0, 1, 2, 3, 4][..]);
+    /// assert_eq!(server.frame_remaining(buf.len()), None);
+    /// server.handle_read(&mut buf).unwrap();
+    /// assert_eq!(server.frame_remaining(buf.len()), Some(6));
+    /// ```
+    pub fn frame_remaining(&self, buffered: usize) -> Option<usize> {
+        self.reader.frame_remaining(buffered)
+    }
+
     /// The gate in front of a Ping: stop if an auto-pong is owed and has had no
     /// chance to leave since the last stop.
     fn stop_before_ping(&mut self) -> bool {
