@@ -3,7 +3,7 @@
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -46,27 +46,7 @@ where
         Some(_) => request,
         None => request.with_deflate(config.deflate),
     };
-    let work = async {
-        let mut hs = ClientHandshake::new(request, rng::handshake_key());
-        let mut out = Vec::with_capacity(256);
-        hs.encode_request(&mut out);
-        write_all(&mut io, &out).await?;
-        let mut buf = BytesMut::with_capacity(HEAD_READ);
-        loop {
-            if read_some(&mut io, &mut buf).await? == 0 {
-                return Err(Error::HandshakeEof);
-            }
-            match hs.decode_response(&buf) {
-                Ok(Some((accepted, used))) => {
-                    let _head = buf.split_to(used.min(buf.len()));
-                    return Ok((accepted, buf));
-                }
-                Ok(None) if buf.len() >= HEAD_BUFFER_MAX => return Err(Error::HandshakeEof),
-                Ok(None) => {}
-                Err(e) => return Err(Error::Handshake(e)),
-            }
-        }
-    };
+    let work = client_head(&mut io, request);
     let (accepted, leftover) = timeout(&*timer, handshake_timeout, work).await??;
     tracing::debug!(subprotocol = ?accepted.subprotocol, "websocket client connected");
     let conn = Connection::client(
@@ -75,6 +55,175 @@ where
     );
     let (ws, driver) = assemble(io, conn, leftover, config, timer);
     Ok((ws, driver, accepted))
+}
+
+/// Writes the client's upgrade request and reads the server's response head: the one
+/// client handshake loop, shared by [`client`] and [`client_raw`]. Returns what the server
+/// accepted and the bytes read past the head.
+async fn client_head<T>(io: &mut T, request: ClientRequest) -> Result<(Accepted, BytesMut), Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut hs = ClientHandshake::new(request, rng::handshake_key());
+    let mut out = Vec::with_capacity(256);
+    hs.encode_request(&mut out);
+    write_all(io, &out).await?;
+    let mut buf = BytesMut::with_capacity(HEAD_READ);
+    loop {
+        if read_some(io, &mut buf).await? == 0 {
+            return Err(Error::HandshakeEof);
+        }
+        match hs.decode_response(&buf) {
+            Ok(Some((accepted, used))) => {
+                let _head = buf.split_to(used.min(buf.len()));
+                return Ok((accepted, buf));
+            }
+            Ok(None) if buf.len() >= HEAD_BUFFER_MAX => return Err(Error::HandshakeEof),
+            Ok(None) => {}
+            Err(e) => return Err(Error::Handshake(e)),
+        }
+    }
+}
+
+/// A client connection right after its opening handshake, with no codec and no keeper task:
+/// what [`client_raw`] returns, for tools that read and write frames themselves (a ping
+/// tool that must see a broken pong as sent, a protocol tester).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RawClient<T> {
+    /// The transport: the stream passed in, or TLS over it for a `wss://` request.
+    pub io: ClientStream<T>,
+    /// What the server accepted (subprotocol, extensions, headers).
+    pub accepted: Accepted,
+    /// Bytes the server sent after its `101` head, in the same reads (often a first
+    /// frame): the start of the WebSocket stream, to parse before reading `io` again.
+    pub leftover: BytesMut,
+}
+
+/// The stream of a [`RawClient`]: plain for `ws://`, TLS for `wss://`. Reads and writes go
+/// straight to the transport.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientStream<T> {
+    /// `ws://`: the stream itself.
+    Plain(T),
+    /// `wss://`: rustls over the stream (feature `rustls`).
+    #[cfg(feature = "rustls")]
+    Tls(Box<futures_rustls::client::TlsStream<T>>),
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientStream<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            #[cfg(feature = "rustls")]
+            ClientStream::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientStream<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            #[cfg(feature = "rustls")]
+            ClientStream::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(io) => Pin::new(io).poll_flush(cx),
+            #[cfg(feature = "rustls")]
+            ClientStream::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(io) => Pin::new(io).poll_close(cx),
+            #[cfg(feature = "rustls")]
+            ClientStream::Tls(io) => Pin::new(io.as_mut()).poll_close(cx),
+        }
+    }
+}
+
+/// Runs the client's opening handshake over `io` (a connected TCP stream) and hands back the
+/// raw transport, without a codec or keeper task: TLS first when `request` is `wss://`
+/// ([`Config::tls`], or the default roots), then the upgrade request, then the `101` head.
+/// TLS and the upgrade together are bounded by [`Config::handshake_timeout`]
+/// ([`Error::HandshakeTimeout`]).
+///
+/// The request is sent as given: no permessage-deflate offer is added (a raw caller has no
+/// inflater), and of the configuration only the TLS settings and the timeout are used.
+/// Frames the server wrote in the same segment as its `101` are in
+/// [`RawClient::leftover`], never lost.
+///
+/// ```no_run
+/// use sonar_async::{ClientRequest, Config, Timer};
+/// use futures_util::io::AsyncWriteExt;
+///
+/// # async fn demo<T>(tcp: T, timer: &dyn Timer) -> Result<(), sonar_async::Error>
+/// # where T: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send {
+/// let request = ClientRequest::from_url("ws://127.0.0.1:9001/")?;
+/// let mut raw = sonar_async::client_raw(tcp, request, &Config::default(), timer).await?;
+/// // Frames the server sent along with its 101 come first.
+/// println!("{} bytes already read", raw.leftover.len());
+/// // A masked, empty Ping frame, written by hand.
+/// raw.io.write_all(&[0x89, 0x80, 0, 0, 0, 0]).await?;
+/// # Ok(()) }
+/// ```
+pub async fn client_raw<T>(
+    io: T,
+    request: ClientRequest,
+    config: &Config,
+    timer: &dyn Timer,
+) -> Result<RawClient<T>, Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let work = async {
+        let mut io = secure(io, &request, config).await?;
+        let (accepted, leftover) = client_head(&mut io, request).await?;
+        Ok(RawClient {
+            io,
+            accepted,
+            leftover,
+        })
+    };
+    timeout(timer, config.handshake_timeout, work).await?
+}
+
+/// TLS over `io` when the request is `wss://`.
+async fn secure<T>(
+    io: T,
+    request: &ClientRequest,
+    config: &Config,
+) -> Result<ClientStream<T>, Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    if !request.is_secure() {
+        return Ok(ClientStream::Plain(io));
+    }
+    #[cfg(feature = "rustls")]
+    {
+        let tls = crate::tls::connect(config, request.host(), io).await?;
+        Ok(ClientStream::Tls(Box::new(tls)))
+    }
+    #[cfg(not(feature = "rustls"))]
+    {
+        let _ = (io, config);
+        Err(Error::TlsNotEnabled)
+    }
 }
 
 /// Runs the server's opening handshake over `io`, accepting any path and no subprotocol.

@@ -13,8 +13,9 @@
 //!   measures RTT and detects dead peers whenever the application is not waiting on the
 //!   connection (busy elsewhere, only writing, or cancelled out of a `recv`).
 //!
-//! Handshakes: [`client`], [`server`], [`server_with`], and [`from_upgraded`] for streams
-//! upgraded by another HTTP server.
+//! Handshakes: [`client`], [`server`], [`server_with`], [`from_upgraded`] for streams
+//! upgraded by another HTTP server, and [`client_raw`] for tools that want the raw transport
+//! after the client handshake.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -55,7 +56,10 @@ pub use config::{CodecConfig, Config, DeflateConfig, KeepaliveConfig};
 pub use conn::TAKEOVER_DELAY;
 pub use driver::Driver;
 pub use error::Error;
-pub use handshake::{client, from_upgraded, from_upgraded_deflate, server, server_with};
+pub use handshake::{
+    ClientStream, RawClient, client, client_raw, from_upgraded, from_upgraded_deflate, server,
+    server_with,
+};
 pub use runtime::{
     BoxFuture, Incoming, Listener, RefFuture, Runtime, accept_with, connect, connect_url,
 };
