@@ -194,6 +194,11 @@ impl fmt::Display for Problem {
     }
 }
 
+/// `pong` carries exactly `sent`: the same declared length and the same bytes.
+pub(crate) fn echoes(pong: &Frame, sent: &[u8]) -> bool {
+    pong.header.len == sent.len() as u64 && pong.payload == sent
+}
+
 /// Everything wrong with `pong` as the answer to a ping that carried `sent`.
 pub(crate) fn pong_problems(pong: &Frame, sent: &[u8]) -> Vec<Problem> {
     let h = &pong.header;
@@ -210,8 +215,7 @@ pub(crate) fn pong_problems(pong: &Frame, sent: &[u8]) -> Vec<Problem> {
     if h.len > MAX_KEPT as u64 {
         problems.push(Problem::Oversized(h.len));
     }
-    let echoed = h.len == sent.len() as u64 && pong.payload == sent;
-    if !echoed {
+    if !echoes(pong, sent) {
         if h.len < sent.len() as u64 && sent.starts_with(&pong.payload) {
             problems.push(Problem::Truncated {
                 got: h.len,
