@@ -158,7 +158,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientStream<T> {
 
 /// Runs the client's opening handshake over `io` (a connected TCP stream) and hands back the
 /// raw transport, without a codec or keeper task: TLS first when `request` is `wss://`
-/// ([`Config::tls`], or the default roots), then the upgrade request, then the `101` head.
+/// (`Config::tls`, or the default roots), then the upgrade request, then the `101` head.
 /// TLS and the upgrade together are bounded by [`Config::handshake_timeout`]
 /// ([`Error::HandshakeTimeout`]).
 ///
