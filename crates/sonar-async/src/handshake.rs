@@ -172,7 +172,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientStream<T> {
 /// use futures_util::io::AsyncWriteExt;
 ///
 /// # async fn demo<T>(tcp: T, timer: &dyn Timer) -> Result<(), sonar_async::Error>
-/// # where T: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send {
+/// # where T: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin {
 /// let request = ClientRequest::from_url("ws://127.0.0.1:9001/")?;
 /// let mut raw = sonar_async::client_raw(tcp, request, &Config::default(), timer).await?;
 /// // Frames the server sent along with its 101 come first.
@@ -188,7 +188,7 @@ pub async fn client_raw<T>(
     timer: &dyn Timer,
 ) -> Result<RawClient<T>, Error>
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send,
+    T: AsyncRead + AsyncWrite + Unpin,
 {
     let work = async {
         let mut io = secure(io, &request, config).await?;
