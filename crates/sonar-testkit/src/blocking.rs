@@ -1,0 +1,30 @@
+//! One implementation for blocking and futures-io readers: a blocking `Read` seen as an
+//! `AsyncRead` that is always ready, and a one-poll executor for the futures built on it.
+
+use std::future::Future;
+use std::io::{self, Read};
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, Waker};
+
+/// A blocking reader as an `AsyncRead` that never returns `Pending` (it blocks instead).
+pub(crate) struct Blocking<'a, R>(pub(crate) &'a mut R);
+
+impl<R: Read> futures_io::AsyncRead for Blocking<'_, R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.get_mut().0.read(buf))
+    }
+}
+
+/// Runs a future that only awaits [`Blocking`] readers: it completes in its first poll. A
+/// `Pending` (a future that awaits anything else) is an `io::Error`, not a hang.
+pub(crate) fn run<T, E: From<io::Error>>(f: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => Err(io::Error::other("a blocking read returned pending").into()),
+    }
+}
