@@ -3,14 +3,14 @@
 //! graceful shutdown on SIGTERM, help and exit codes. Every wait is bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sonar_core::{FrameHeader, apply_mask};
+use sonar_testkit::{ChildGuard, FrameBuilder, LineReader, Peer, text_of};
 
 const SONAR: &str = env!("CARGO_BIN_EXE_sonar");
 /// Upper bound for any one process to finish.
@@ -23,39 +23,16 @@ struct Output {
 }
 
 /// Waits for `child` (killing it and failing the test past `limit`), collecting its output.
-fn finish(mut child: Child, limit: Duration) -> Output {
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let out_thread = thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut stdout) = stdout {
-            let _ = stdout.read_to_string(&mut s);
-        }
-        s
-    });
-    let err_thread = thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut stderr) = stderr {
-            let _ = stderr.read_to_string(&mut s);
-        }
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sonar did not exit within {limit:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+fn finish(child: Child, limit: Duration) -> Output {
+    let mut child = ChildGuard::new(child);
+    let stdout = child.stdout.take().map(text_of);
+    let stderr = child.stderr.take().map(text_of);
+    let status = child.expect_exit(limit, "sonar");
+    let text = |h: Option<thread::JoinHandle<String>>| h.map(|h| h.join().unwrap());
     Output {
         status,
-        stdout: out_thread.join().unwrap(),
-        stderr: err_thread.join().unwrap(),
+        stdout: text(stdout).unwrap_or_default(),
+        stderr: text(stderr).unwrap_or_default(),
     }
 }
 
@@ -80,9 +57,9 @@ fn run_with_input(args: &[&str], input: &str) -> Output {
 
 /// A running `sonar serve`, killed on drop.
 struct Server {
-    child: Option<Child>,
+    child: Option<ChildGuard>,
     addr: SocketAddr,
-    stderr_lines: mpsc::Receiver<String>,
+    stderr_lines: LineReader,
 }
 
 impl Server {
@@ -93,27 +70,11 @@ impl Server {
     fn start_with(extra: &[&str]) -> Server {
         let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut child = sonar(&args).spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (line_tx, line_rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut first = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut first);
-            let _ = line_tx.send(first);
-        });
-        let (err_tx, err_rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if err_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let line = line_rx
-            .recv_timeout(LIMIT)
-            .expect("serve prints its address");
+        let mut child = ChildGuard::spawn(&mut sonar(&args)).unwrap();
+        let stdout = LineReader::spawn(child.stdout.take().unwrap());
+        let stderr_lines = LineReader::spawn(child.stderr.take().unwrap());
+        let line = stdout.next_line(LIMIT).expect("serve prints its address");
+        stdout.drain();
         let addr = line
             .split_whitespace()
             .find_map(|w| w.parse::<SocketAddr>().ok())
@@ -122,7 +83,7 @@ impl Server {
         Server {
             child: Some(child),
             addr,
-            stderr_lines: err_rx,
+            stderr_lines,
         }
     }
 
@@ -132,15 +93,10 @@ impl Server {
 
     /// Waits for a log line containing `needle`.
     fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr_lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no log line containing {needle:?}"),
-            }
-        }
+        self.stderr_lines
+            .expect_line(LIMIT, &format!("containing {needle:?}"), |l| {
+                l.contains(needle)
+            })
     }
 
     fn terminate(&mut self) -> ExitStatus {
@@ -148,26 +104,7 @@ impl Server {
         let pid = child.id().to_string();
         let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(killed.success());
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if start.elapsed() > LIMIT {
-                let _ = child.kill();
-                panic!("serve did not exit after SIGTERM");
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        child.expect_exit(LIMIT, "serve after SIGTERM")
     }
 }
 
@@ -242,88 +179,31 @@ fn ping_against_sonar_serve() {
 
 // ----- raw servers ---------------------------------------------------------------------------
 
-/// Reads an HTTP head (bounded) and returns it.
-fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert!(head.len() < 16 * 1024, "head too large");
-        if stream.read(&mut byte).unwrap() == 0 {
-            break;
-        }
-        head.push(byte[0]);
-    }
-    String::from_utf8(head).unwrap()
+/// Serves one connection on a thread with `behave` (the raw server side, before the
+/// handshake); returns the address.
+fn raw_server(behave: impl FnOnce(Peer) + Send + 'static) -> SocketAddr {
+    Peer::serve_one(LIMIT, behave).unwrap().0
 }
 
-/// Completes the server side of the opening handshake.
-fn accept_handshake(stream: &mut TcpStream) {
-    let head = read_head(stream);
-    let key = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("sec-websocket-key")
-                .then(|| value.trim().to_owned())
-        })
-        .expect("a websocket key");
-    let accept = sonar_handshake::accept_key(key.as_bytes());
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n\r\n"
-    );
-    stream.write_all(response.as_bytes()).unwrap();
-}
-
-/// Reads one frame from a client: (first byte, unmasked payload); `None` at EOF or timeout.
-fn read_frame(stream: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-    let mut head = Vec::new();
-    loop {
-        if let Ok(Some((h, _))) = FrameHeader::parse(&head) {
-            assert!(h.len <= 1 << 20);
-            let mut payload = vec![0u8; h.len as usize];
-            stream.read_exact(&mut payload).ok()?;
-            if let Some(key) = h.mask {
-                apply_mask(&mut payload, key, 0);
-            }
-            return Some((head[0], payload));
-        }
-        let mut byte = [0u8; 1];
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-}
-
-fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 126);
-    let mut v = vec![first, payload.len() as u8];
-    v.extend_from_slice(payload);
-    v
-}
-
-/// Serves one connection on a thread with `behave`; returns the address.
-fn raw_server(behave: impl FnOnce(TcpStream) + Send + 'static) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(LIMIT)).unwrap();
-        behave(stream);
-    });
-    addr
+/// A raw client of `sonar serve` at `addr`, past the handshake; returns it and the 101 head.
+fn raw_client(addr: SocketAddr) -> (Peer, String) {
+    // Answers to the server's close are masked with key 0.
+    let mut s = Peer::tcp_client(addr, LIMIT)
+        .unwrap()
+        .with_mask(Some([0; 4]));
+    let head = s.connect("127.0.0.1", "/").unwrap();
+    (s, head)
 }
 
 /// A server that answers every ping with `pong(payload)`.
 fn pong_server(pong: fn(&[u8]) -> Vec<u8>) -> SocketAddr {
     raw_server(move |mut s| {
-        accept_handshake(&mut s);
-        while let Some((first, payload)) = read_frame(&mut s) {
-            match first & 0x0f {
-                0x9 => s.write_all(&pong(&payload)).unwrap(),
+        s.accept().unwrap();
+        while let Ok(frame) = s.recv() {
+            match frame.opcode() {
+                0x9 => s.write_all(&pong(&frame.payload)).unwrap(),
                 0x8 => {
-                    let _ = s.write_all(&frame(0x88, &payload));
+                    let _ = s.send(FrameBuilder::new(0x8, &frame.payload));
                     break;
                 }
                 _ => {}
@@ -342,7 +222,7 @@ fn ping_broken(addr: SocketAddr) -> Output {
 
 #[test]
 fn ping_warns_about_pongs_without_fin() {
-    let addr = pong_server(|p| frame(0x0a, p));
+    let addr = pong_server(|p| FrameBuilder::pong(p).fin(false).build());
     let out = ping_broken(addr);
     assert_eq!(out.status.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
     assert!(
@@ -365,7 +245,7 @@ fn ping_warns_about_pongs_without_fin() {
 
 #[test]
 fn ping_warns_about_truncated_pongs() {
-    let addr = pong_server(|p| frame(0x8a, &p[..p.len() / 2]));
+    let addr = pong_server(|p| FrameBuilder::pong(&p[..p.len() / 2]).build());
     let out = ping_broken(addr);
     assert_eq!(out.status.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
     assert!(
@@ -385,8 +265,7 @@ fn ping_warns_about_truncated_pongs() {
 fn ping_warns_about_masked_rsv_pongs_and_garbage() {
     // Masked (key 0) with RSV1, and then bytes that are no frame at all.
     let addr = pong_server(|p| {
-        let mut v = vec![0xca, 0x80 | p.len() as u8, 0, 0, 0, 0];
-        v.extend_from_slice(p);
+        let mut v = FrameBuilder::pong(p).rsv(0x40).mask([0; 4]).build();
         v.extend_from_slice(&[0xff, 0xff, 0xff]);
         v
     });
@@ -412,8 +291,8 @@ fn ping_warns_about_masked_rsv_pongs_and_garbage() {
 #[test]
 fn ping_counts_loss_against_a_silent_server() {
     let addr = raw_server(|mut s| {
-        accept_handshake(&mut s);
-        while read_frame(&mut s).is_some() {}
+        s.accept().unwrap();
+        while s.recv().is_ok() {}
     });
     let url = format!("ws://{addr}");
     let child = sonar(&["ping", &url, "-c", "2", "-i", "0.05", "-W", "0.3"])
@@ -437,7 +316,7 @@ fn ping_counts_loss_against_a_silent_server() {
 #[test]
 fn client_reports_a_rejected_handshake() {
     let addr = raw_server(|mut s| {
-        read_head(&mut s);
+        s.read_head().unwrap();
         s.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
             .unwrap();
     });
@@ -453,7 +332,7 @@ fn client_reports_a_rejected_handshake() {
 #[test]
 fn ping_reports_a_rejected_handshake() {
     let addr = raw_server(|mut s| {
-        read_head(&mut s);
+        s.read_head().unwrap();
         s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
             .unwrap();
     });
@@ -474,9 +353,9 @@ fn ping_reports_a_rejected_handshake() {
 #[test]
 fn client_fails_when_the_server_stops_answering_pings() {
     let addr = raw_server(|mut s| {
-        accept_handshake(&mut s);
+        s.accept().unwrap();
         // Read (so that writes never stall) but never answer.
-        while read_frame(&mut s).is_some() {}
+        while s.recv().is_ok() {}
     });
     let mut child = sonar(&[
         "client",
@@ -508,24 +387,18 @@ fn serve_sends_close_1001_on_sigterm() {
 
 fn close_1001_on_sigterm(runtime: &str) {
     let mut server = Server::start(runtime);
-    let mut s = TcpStream::connect(server.addr).unwrap();
-    s.set_read_timeout(Some(LIMIT)).unwrap();
-    s.write_all(
-        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .unwrap();
-    let head = read_head(&mut s);
+    let (mut s, head) = raw_client(server.addr);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     server.wait_log("connection opened");
 
     let kill = thread::spawn(move || server.terminate());
-    let (first, payload) = read_frame(&mut s).expect("a close frame");
+    let close = s.recv().expect("a close frame");
+    let (first, payload) = (close.first(), close.payload);
     assert_eq!(first, 0x88);
     assert_eq!(&payload[..2], &1001u16.to_be_bytes());
     assert_eq!(&payload[2..], b"server shutting down");
     // Answer the close (masked, key 0) like a client would.
-    s.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9]).unwrap();
+    s.send(FrameBuilder::close(1001, b"")).unwrap();
     let status = kill.join().unwrap();
     assert!(status.success(), "{runtime}: {status:?}");
 }
@@ -534,12 +407,12 @@ fn close_1001_on_sigterm(runtime: &str) {
 fn client_echo_mode_echoes_until_the_server_closes() {
     let (tx, rx) = mpsc::channel();
     let addr = raw_server(move |mut s| {
-        accept_handshake(&mut s);
-        s.write_all(&frame(0x81, b"text")).unwrap();
-        s.write_all(&frame(0x82, &[0, 1, 2])).unwrap();
-        let got: Vec<_> = (0..2).map(|_| read_frame(&mut s).unwrap()).collect();
-        s.write_all(&frame(0x88, &[0x03, 0xf3])).unwrap(); // 1011: any code is fine
-        let close = read_frame(&mut s).unwrap();
+        s.accept().unwrap();
+        s.send(FrameBuilder::text(b"text")).unwrap();
+        s.send(FrameBuilder::binary(&[0, 1, 2])).unwrap();
+        let got: Vec<_> = (0..2).map(|_| s.recv().unwrap().into_pair()).collect();
+        s.send(FrameBuilder::close(1011, b"")).unwrap(); // any code is fine
+        let close = s.recv().unwrap().into_pair();
         tx.send((got, close)).unwrap();
     });
     let out = run_with_input(&["client", &format!("ws://{addr}"), "--echo"], "ignored\n");
@@ -583,20 +456,9 @@ fn usage_errors_exit_2() {
 fn client_sends_headers_and_subprotocols() {
     let (tx, rx) = mpsc::channel();
     let addr = raw_server(move |mut s| {
-        let head = read_head(&mut s);
-        let key = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-            .unwrap()
-            .to_owned();
-        let accept = sonar_handshake::accept_key(key.as_bytes());
-        let response = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
-        );
-        s.write_all(response.as_bytes()).unwrap();
-        s.write_all(&frame(0x88, &[0x03, 0xe8])).unwrap();
-        let _ = read_frame(&mut s);
+        let head = s.accept_with(Some("chat"), &[]).unwrap();
+        s.send(FrameBuilder::close(1000, b"")).unwrap();
+        let _ = s.recv();
         tx.send(head).unwrap();
     });
     let out = run_with_input(
@@ -617,6 +479,7 @@ fn client_sends_headers_and_subprotocols() {
     assert!(out.status.success(), "{}", out.stderr);
     let head = rx.recv_timeout(LIMIT).unwrap();
     assert!(head.starts_with("GET /room?x=1 HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\nSec-WebSocket-Key: "), "{head}");
     assert!(
         head.contains("\r\nAuthorization: Bearer t0k3n\r\n"),
         "{head}"
@@ -631,10 +494,9 @@ fn client_sends_headers_and_subprotocols() {
 #[test]
 fn serve_enforces_max_message_size() {
     let mut cmd = sonar(&["serve", "--addr", "127.0.0.1:0", "--max-message-size", "8"]);
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
+    let mut child = ChildGuard::spawn(&mut cmd).unwrap();
+    let line = LineReader::spawn(child.stdout.take().unwrap())
+        .next_line(LIMIT)
         .unwrap();
     let addr = line
         .split_whitespace()
@@ -644,8 +506,7 @@ fn serve_enforces_max_message_size() {
         &["client", &format!("ws://{addr}")],
         "this line is longer than eight bytes\n",
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert_eq!(out.stdout, "");
     assert!(
@@ -662,16 +523,7 @@ fn ping_prints_the_summary_on_ctrl_c() {
     let mut child = sonar(&["ping", &server.url(), "-i", "0.05"])
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let stdout = LineReader::spawn(child.stdout.take().unwrap());
     let mut lines = Vec::new();
     while lines
         .iter()
@@ -679,7 +531,7 @@ fn ping_prints_the_summary_on_ctrl_c() {
         .count()
         < 2
     {
-        lines.push(rx.recv_timeout(LIMIT).expect("rtt lines"));
+        lines.push(stdout.next_line(LIMIT).expect("rtt lines"));
     }
     let pid = child.id().to_string();
     assert!(
@@ -689,10 +541,7 @@ fn ping_prints_the_summary_on_ctrl_c() {
             .unwrap()
             .success()
     );
-    let deadline = Instant::now() + LIMIT;
-    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        lines.push(line);
-    }
+    lines.extend(stdout.collect_for(LIMIT));
     let status = finish(child, LIMIT).status;
     let text = lines.join("\n");
     assert!(text.contains("websocket ping statistics"), "{text}");
@@ -716,14 +565,8 @@ fn serve_logs_keepalive_timeouts_on_every_runtime() {
             "--ping-timeout",
             "0.2",
         ]);
-        let mut s = TcpStream::connect(server.addr).unwrap();
-        s.set_read_timeout(Some(LIMIT)).unwrap();
-        s.write_all(
-            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .unwrap();
-        assert!(read_head(&mut s).starts_with("HTTP/1.1 101"));
+        let (mut s, head) = raw_client(server.addr);
+        assert!(head.starts_with("HTTP/1.1 101"));
         // Read the server's pings but never answer them.
         let reader = thread::spawn(move || {
             let mut sink = [0u8; 1024];

@@ -56,4 +56,4 @@ pub use head::{Head, HeadError, MAX_HEAD, read_head, read_head_exact, read_head_
 pub use peer::{Peer, PeerError};
 pub use process::{ChildGuard, LineReader, WaitError, text_of};
 #[cfg(feature = "ws")]
-pub use sonar_core::testing::FrameBuilder;
+pub use sonar_core::testing::{FrameBuilder, RFC_KEY};

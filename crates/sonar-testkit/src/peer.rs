@@ -1,7 +1,10 @@
 //! A raw, blocking WebSocket peer: the other end a test scripts byte by byte.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::Duration;
 
 use sonar_core::testing::{FrameBuilder, RFC_KEY};
 
@@ -36,6 +39,41 @@ pub struct Peer<S = TcpStream> {
     pending: Vec<u8>,
     pos: usize,
     mask: Option<[u8; 4]>,
+}
+
+impl Peer<TcpStream> {
+    /// The client side of a new TCP connection to `addr` (a loopback address), before the
+    /// handshake: connect and every read bounded by `timeout`, `TCP_NODELAY` set.
+    pub fn tcp_client(addr: SocketAddr, timeout: Duration) -> io::Result<Self> {
+        let tcp = TcpStream::connect_timeout(&addr, timeout)?;
+        tcp.set_read_timeout(Some(timeout))?;
+        tcp.set_nodelay(true)?;
+        Ok(Peer::client(tcp))
+    }
+
+    /// Serves one connection on `127.0.0.1` on a thread: `behave` gets the server side of the
+    /// accepted connection before the handshake (reads bounded by `timeout`, `TCP_NODELAY`
+    /// set), and what it returns comes over the receiver (nothing if it panics or the accept
+    /// fails). Returns the address to connect to.
+    pub fn serve_one<T, F>(timeout: Duration, behave: F) -> io::Result<(SocketAddr, Receiver<T>)>
+    where
+        T: Send + 'static,
+        F: FnOnce(Peer) -> T + Send + 'static,
+    {
+        let listener = TcpListener::bind(("127.0.0.1", 0))?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let Ok((tcp, _)) = listener.accept() else {
+                return;
+            };
+            if tcp.set_read_timeout(Some(timeout)).is_err() || tcp.set_nodelay(true).is_err() {
+                return;
+            }
+            let _ = tx.send(behave(Peer::server(tcp)));
+        });
+        Ok((addr, rx))
+    }
 }
 
 impl<S: Read + Write> Peer<S> {
@@ -78,9 +116,20 @@ impl<S: Read + Write> Peer<S> {
     /// Server side: reads the request head and answers `101` (see
     /// [`accept_response`](crate::accept_response)); returns the request head.
     pub fn accept(&mut self) -> Result<String, PeerError> {
+        self.accept_with(None, &[])
+    }
+
+    /// [`accept`](Self::accept) with `Sec-WebSocket-Protocol: protocol` in the 101 if given,
+    /// and `then` (frames, say) sent in the same write as the 101.
+    pub fn accept_with(
+        &mut self,
+        protocol: Option<&str>,
+        then: &[u8],
+    ) -> Result<String, PeerError> {
         let request = self.read_head()?;
-        let response = accept_response(&request, None)?;
-        self.io.write_all(response.as_bytes())?;
+        let mut response = accept_response(&request, protocol)?.into_bytes();
+        response.extend_from_slice(then);
+        self.io.write_all(&response)?;
         Ok(request)
     }
 
