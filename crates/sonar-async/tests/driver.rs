@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 use tokio::time::{Instant, timeout};
 
 mod support;
-use support::{accept_for, read_frame, read_head, timer};
+use support::{accept_response, read_frame, read_head, timer};
 
 async fn pair(
     client_cfg: Config,
@@ -32,11 +32,7 @@ async fn client_with_raw_server(
     let first = first.to_vec();
     let server = tokio::spawn(async move {
         let head = read_head(&mut b).await;
-        let mut out = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-            accept_for(&head)
-        )
-        .into_bytes();
+        let mut out = accept_response(&head).into_bytes();
         out.extend_from_slice(&first);
         b.write_all(&out).await.unwrap();
         b

@@ -8,7 +8,6 @@
 //! within a generous 10 s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -16,6 +15,7 @@ use std::time::{Duration, Instant};
 use sonar_async::{ClientRequest, Config, Error, Runtime};
 use sonar_async_std::AsyncStd;
 use sonar_smol::Smol;
+use sonar_testkit::Peer;
 use sonar_tokio::Tokio;
 
 const INTERVAL: Duration = Duration::from_millis(200);
@@ -40,45 +40,14 @@ fn block_on<F: std::future::Future>(rt: &str, f: F) -> F::Output {
     }
 }
 
-fn read_head(s: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).unwrap(), 1, "eof in head");
-        head.push(b[0]);
-        assert!(head.len() < 8192);
-    }
-    String::from_utf8(head).unwrap()
-}
-
-/// Reads one frame: (first byte, unmasked payload); None at EOF.
-fn read_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-    let mut h = [0u8; 2];
-    if s.read_exact(&mut h).is_err() {
-        return None;
-    }
-    let len = usize::from(h[1] & 0x7f);
-    assert!(len <= 125, "only control frames expected here");
-    let mut key = [0u8; 4];
-    if h[1] & 0x80 != 0 {
-        s.read_exact(&mut key).unwrap();
-    }
-    let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).unwrap();
-    if h[1] & 0x80 != 0 {
-        for (i, b) in payload.iter_mut().enumerate() {
-            *b ^= key[i % 4];
-        }
-    }
-    Some((h[0], payload))
-}
-
-/// What the silent peer saw after the handshake: every frame, then EOF.
-fn observe_until_eof(mut s: TcpStream) -> Vec<(u8, Vec<u8>)> {
-    s.set_read_timeout(Some(UPPER)).unwrap();
+/// What the silent peer saw after the handshake: every frame (first byte, unmasked payload),
+/// then EOF.
+fn observe_until_eof(mut s: Peer) -> Vec<(u8, Vec<u8>)> {
+    s.get_mut().set_read_timeout(Some(UPPER)).unwrap();
     let mut frames = Vec::new();
-    while let Some(f) = read_frame(&mut s) {
-        frames.push(f);
+    while let Ok(f) = s.recv() {
+        assert!(f.payload.len() <= 125, "only control frames expected here");
+        frames.push(f.into_pair());
         assert!(frames.len() < 10, "too many frames: {frames:?}");
     }
     frames
@@ -116,16 +85,9 @@ fn run_client_role(rt: &'static str) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let peer = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let head = read_head(&mut s);
-        // Header names are case-insensitive; the base64 key itself is not.
-        let key_line = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("sec-websocket-key:"))
-            .unwrap();
-        let key = key_line["sec-websocket-key:".len()..].trim();
-        let accept = sonar_handshake::accept_key(key.as_bytes());
-        write!(s, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").unwrap();
+        let (s, _) = listener.accept().unwrap();
+        let mut s = Peer::server(s);
+        s.accept().unwrap();
         observe_until_eof(s)
     });
     let elapsed = match rt {
@@ -164,13 +126,8 @@ fn run_server_role(rt: &'static str) {
     let (addr_tx, addr_rx) = mpsc::channel();
     let peer = std::thread::spawn(move || {
         let addr = addr_rx.recv_timeout(UPPER).unwrap();
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(
-            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .unwrap();
-        let head = read_head(&mut s);
+        let mut s = Peer::client(TcpStream::connect(addr).unwrap());
+        let head = s.connect("127.0.0.1", "/").unwrap();
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
         observe_until_eof(s)

@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::future::Future;
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -19,6 +18,7 @@ use std::time::{Duration, Instant};
 use sonar_async::{ClientRequest, Config, Error, Runtime, Sleep, Timer, WebSocket};
 use sonar_async_std::AsyncStd;
 use sonar_smol::Smol;
+use sonar_testkit::Peer;
 use sonar_tokio::Tokio;
 
 const STEP: Duration = Duration::from_millis(100);
@@ -163,36 +163,20 @@ fn silent_server() -> (u16, std::thread::JoinHandle<Vec<u8>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let peer = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let head = read_head(&mut s);
-        let key_line = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("sec-websocket-key:"))
-            .unwrap();
-        let accept =
-            sonar_handshake::accept_key(key_line["sec-websocket-key:".len()..].trim().as_bytes());
-        write!(s, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").unwrap();
+        let (s, _) = listener.accept().unwrap();
+        let mut s = Peer::server(s);
+        s.accept().unwrap();
         drain(s)
     });
     (port, peer)
 }
 
-fn read_head(s: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).unwrap(), 1);
-        head.push(b[0]);
-        assert!(head.len() < 8192);
-    }
-    String::from_utf8(head).unwrap()
-}
-
-fn drain(mut s: TcpStream) -> Vec<u8> {
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut all = Vec::new();
-    let _ = s.read_to_end(&mut all);
-    all
+/// Every byte after the handshake, until EOF (or 30 s of silence).
+fn drain(mut s: Peer) -> Vec<u8> {
+    s.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    s.read_to_end()
 }
 
 /// Client role: the peer saw a masked ping (89 88 + key + 8 bytes = 14 bytes) and then a masked
@@ -264,13 +248,8 @@ fn run_server(rt: &'static str) {
     let (port_tx, port_rx) = mpsc::channel();
     let peer = std::thread::spawn(move || {
         let port = port_rx.recv_timeout(CATCH_UP).unwrap();
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.write_all(
-            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .unwrap();
-        let head = read_head(&mut s);
+        let mut s = Peer::client(TcpStream::connect(("127.0.0.1", port)).unwrap());
+        let head = s.connect("127.0.0.1", "/").unwrap();
         assert!(head.starts_with("HTTP/1.1 101"));
         drain(s)
     });

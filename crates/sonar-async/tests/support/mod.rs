@@ -1,5 +1,5 @@
-//! Helpers shared by the sonar-async integration tests: in-memory endpoints and a raw peer's
-//! frame and handshake readers.
+//! Helpers shared by the sonar-async integration tests: in-memory endpoints, and a raw peer's
+//! frame and handshake readers over a tokio pipe (sonar-testkit's, through `Compat`).
 #![allow(
     dead_code,
     unreachable_pub,
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use sonar_async::{Config, Error, WebSocket};
 use sonar_tokio::{Compat, TokioTimer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+use tokio::io::{AsyncWriteExt, DuplexStream, duplex};
 use tokio::task::JoinHandle;
 
 pub fn timer() -> Arc<dyn sonar_async::Timer> {
@@ -43,50 +43,23 @@ pub async fn pair(
 
 /// Reads one frame from a raw peer stream; returns (first byte, unmasked payload).
 pub async fn read_frame(s: &mut DuplexStream) -> (u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).await.unwrap();
-    let masked = h[1] & 0x80 != 0;
-    let mut len = u64::from(h[1] & 0x7f);
-    if len == 126 {
-        len = u64::from(s.read_u16().await.unwrap());
-    } else if len == 127 {
-        len = s.read_u64().await.unwrap();
-    }
-    let mut key = [0u8; 4];
-    if masked {
-        s.read_exact(&mut key).await.unwrap();
-    }
-    let mut payload = vec![0u8; len as usize];
-    s.read_exact(&mut payload).await.unwrap();
-    if masked {
-        for (i, b) in payload.iter_mut().enumerate() {
-            *b ^= key[i % 4];
-        }
-    }
-    (h[0], payload)
+    sonar_testkit::read_frame_async(&mut Compat::new(s))
+        .await
+        .expect("a frame")
+        .into_pair()
 }
 
+/// Reads an HTTP head (bounded), consuming nothing after it.
 pub async fn read_head(s: &mut DuplexStream) -> String {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        s.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-        assert!(head.len() < 8192, "head too long");
-    }
+    let head = sonar_testkit::read_head_exact_async(&mut Compat::new(s))
+        .await
+        .expect("a head");
     String::from_utf8(head).unwrap()
 }
 
-pub fn accept_for(head: &str) -> String {
-    let key = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("sec-websocket-key")
-                .then_some(value)
-        })
-        .expect("request has a key");
-    sonar_handshake::accept_key(key.trim().as_bytes())
+/// The 101 that accepts the request `head`.
+pub fn accept_response(head: &str) -> String {
+    sonar_testkit::accept_response(head, None).expect("request has a key")
 }
 
 /// A sonar client connected to a raw, scripted server over a pipe of `capacity` bytes per
@@ -111,11 +84,9 @@ where
     let a = wrap(a);
     let server = tokio::spawn(async move {
         let head = read_head(&mut b).await;
-        let out = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-            accept_for(&head)
-        );
-        b.write_all(out.as_bytes()).await.unwrap();
+        b.write_all(accept_response(&head).as_bytes())
+            .await
+            .unwrap();
         b
     });
     let req = sonar_async::ClientRequest::new("localhost", "/");
