@@ -8,10 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use sonar_testkit::{ChildGuard, LineReader};
 
 use crate::{cargo, root, run};
 #[path = "peers.rs"]
@@ -24,6 +26,8 @@ const RUNTIMES: &[&str] = &["tokio", "smol", "async-std"];
 const CASE_LIMIT: Duration = Duration::from_secs(60);
 /// Bound on the whole of one run of the suite in one role.
 const RUN_LIMIT: Duration = Duration::from_secs(900);
+/// Bound on a server's start: the wait for its `listening on` line (and at most 50 lines).
+const LISTEN_LIMIT: Duration = Duration::from_secs(60);
 
 /// Verdicts of one case: (behavior, behaviorClose).
 type Verdicts = BTreeMap<String, (String, String)>;
@@ -150,25 +154,16 @@ fn build_sonar() -> Result<PathBuf, String> {
     Ok(crate::target_dir().join("release").join("sonar"))
 }
 
-/// Kills the child when dropped, so no server outlives a failed step.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn run_server_mode(sonar: &Path, kosoku: &Path, rt: &str, out: &Path) -> Result<Verdicts, String> {
-    let mut server = Command::new(sonar)
-        .args(["serve", "--addr", "127.0.0.1:0", "--runtime", rt])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("could not start {}: {e}", sonar.display()))?;
-    let stdout = server.stdout.take().ok_or("no stdout from sonar serve")?;
-    let guard = Guard(server);
+    // Killed when dropped, so no server outlives a failed step.
+    let mut guard = ChildGuard::spawn(
+        Command::new(sonar)
+            .args(["serve", "--addr", "127.0.0.1:0", "--runtime", rt])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )
+    .map_err(|e| format!("could not start {}: {e}", sonar.display()))?;
+    let stdout = guard.stdout.take().ok_or("no stdout from sonar serve")?;
     let addr = listening_on(stdout).ok_or("sonar serve never printed `listening on ADDR`")?;
     let mut c = Command::new(kosoku);
     c.args(["-m", "fuzzingclient", &addr, "-p", "2", "-o"])
@@ -181,15 +176,15 @@ fn run_server_mode(sonar: &Path, kosoku: &Path, rt: &str, out: &Path) -> Result<
 }
 
 fn run_client_mode(sonar: &Path, kosoku: &Path, rt: &str, out: &Path) -> Result<Verdicts, String> {
-    let mut server = Command::new(kosoku)
-        .args(["-m", "fuzzingserver", "127.0.0.1:0", "-o"])
-        .arg(out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("could not start kosoku: {e}"))?;
-    let stderr = server.stderr.take().ok_or("no stderr from kosoku")?;
-    let mut guard = Guard(server);
+    let mut guard = ChildGuard::spawn(
+        Command::new(kosoku)
+            .args(["-m", "fuzzingserver", "127.0.0.1:0", "-o"])
+            .arg(out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+    .map_err(|e| format!("could not start kosoku: {e}"))?;
+    let stderr = guard.stderr.take().ok_or("no stderr from kosoku")?;
     let base = listening_on(stderr).ok_or("kosoku fuzzingserver never said where it listens")?;
     let count: usize = {
         let out = Command::new(sonar)
@@ -236,49 +231,39 @@ fn run_client_mode(sonar: &Path, kosoku: &Path, rt: &str, out: &Path) -> Result<
         .stderr(Stdio::null());
     let _ = wait_bounded(c, CASE_LIMIT)?;
     // kosoku writes its reports and exits once the run is over.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while guard.0.try_wait().map_err(|e| e.to_string())?.is_none() {
-        if Instant::now() > deadline {
-            return Err("kosoku fuzzingserver did not finish after updateReports".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let finished = guard
+        .wait_timeout(Duration::from_secs(60))
+        .map_err(|e| e.to_string())?;
+    if finished.is_none() {
+        return Err("kosoku fuzzingserver did not finish after updateReports".into());
     }
     read_reports(out)
 }
 
 /// Reads a child's output until a line says `listening on ADDR` and returns ADDR; the rest of
 /// the output keeps being drained by a thread, so the child never dies of a closed pipe.
-fn listening_on<R: std::io::Read + Send + 'static>(out: R) -> Option<String> {
-    let mut lines = BufReader::new(out).lines();
-    let mut found = None;
-    for line in lines.by_ref().take(50) {
-        let Ok(line) = line else { break };
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            found = rest.split_whitespace().next().map(str::to_owned);
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    found
+fn listening_on<R: Read + Send + 'static>(out: R) -> Option<String> {
+    let lines = LineReader::spawn(out);
+    let mut seen = 0;
+    let line = lines.wait_for(LISTEN_LIMIT, |l| {
+        seen += 1;
+        seen > 50 || l.contains("listening on ")
+    });
+    lines.drain();
+    let line = line.ok()?;
+    let rest = line.split("listening on ").nth(1)?;
+    rest.split_whitespace().next().map(str::to_owned)
 }
 
 /// Runs a command to completion within `limit` (killing it past that); returns whether it
 /// exited successfully.
 fn wait_bounded(mut c: Command, limit: Duration) -> Result<bool, String> {
     let shown = format!("{c:?}");
-    let child = c
-        .spawn()
-        .map_err(|e| format!("could not start {shown}: {e}"))?;
-    let mut guard = Guard(child);
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = guard.0.try_wait().map_err(|e| e.to_string())? {
-            return Ok(status.success());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{shown} did not finish within {limit:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let mut guard =
+        ChildGuard::spawn(&mut c).map_err(|e| format!("could not start {shown}: {e}"))?;
+    match guard.wait_timeout(limit).map_err(|e| e.to_string())? {
+        Some(status) => Ok(status.success()),
+        None => Err(format!("{shown} did not finish within {limit:?}")),
     }
 }
 

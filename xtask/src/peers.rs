@@ -12,12 +12,13 @@
 //! report ok. Every process and every wait is bounded.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use sonar_testkit::{ChildGuard, LineReader, text_of};
 
 use crate::{root, run};
 
@@ -182,50 +183,9 @@ fn setup(python: &Path) -> Result<Vec<Peer>, String> {
     ])
 }
 
-/// Kills the child when dropped, so nothing outlives a failed step.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The lines of a pipe, read on a thread.
-fn lines_of<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// A whole pipe as a string, read on a thread.
-fn text_of<R: Read + Send + 'static>(mut r: R) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        s
-    })
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
+/// Waits at most `limit` for the child to exit (`None`: still running, or waiting failed).
+fn wait_exit(child: &mut ChildGuard, limit: Duration) -> Option<ExitStatus> {
+    child.wait_timeout(limit).ok().flatten()
 }
 
 /// Sorts a script's result lines into passed checks and failures, and names every expected
@@ -266,14 +226,15 @@ fn against_serve(sonar: &Path, peer: &Peer, rt: &str) -> (Vec<String>, Vec<Strin
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn();
+    // Every child is killed when its guard drops, so nothing outlives a failed step.
     let mut server = match spawned {
-        Ok(c) => Guard(c),
+        Ok(c) => ChildGuard::new(c),
         Err(e) => return (oks, vec![format!("could not start sonar serve: {e}")]),
     };
-    let out = server.0.stdout.take().map(lines_of);
-    let log = server.0.stderr.take().map(text_of);
+    let out = server.stdout.take().map(LineReader::spawn);
+    let log = server.stderr.take().map(text_of);
     let addr = out.as_ref().and_then(|rx| {
-        let line = rx.recv_timeout(LINE_LIMIT).ok()?;
+        let line = rx.next_line(LINE_LIMIT).ok()?;
         let rest = line.split("listening on ").nth(1)?;
         rest.split_whitespace().next().map(str::to_owned)
     });
@@ -291,19 +252,18 @@ fn against_serve(sonar: &Path, peer: &Peer, rt: &str) -> (Vec<String>, Vec<Strin
         .stderr(Stdio::piped())
         .spawn();
     let mut client = match spawned {
-        Ok(c) => Guard(c),
+        Ok(c) => ChildGuard::new(c),
         Err(e) => return (oks, vec![format!("could not start the peer: {e}")]),
     };
-    let results = client.0.stdout.take().map(lines_of);
-    let peer_err = client.0.stderr.take().map(text_of);
+    let results = client.stdout.take().map(LineReader::spawn);
+    let peer_err = client.stderr.take().map(text_of);
     let mut lines = Vec::new();
     let mut terminated = false;
-    let deadline = Instant::now() + PEER_LIMIT;
     if let Some(rx) = &results {
-        while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        for line in rx.lines_for(PEER_LIMIT) {
             if line == "holding" && !terminated {
                 // The peer holds a connection open: stop sonar, which must close it with 1001.
-                let pid = server.0.id().to_string();
+                let pid = server.id().to_string();
                 terminated = Command::new("kill")
                     .args(["-TERM", &pid])
                     .status()
@@ -313,7 +273,7 @@ fn against_serve(sonar: &Path, peer: &Peer, rt: &str) -> (Vec<String>, Vec<Strin
             lines.push(line);
         }
     }
-    match wait_exit(&mut client.0, Duration::from_secs(5)) {
+    match wait_exit(&mut client, Duration::from_secs(5)) {
         Some(_) => {}
         None => fails.push(format!("the peer did not finish within {PEER_LIMIT:?}")),
     }
@@ -323,7 +283,7 @@ fn against_serve(sonar: &Path, peer: &Peer, rt: &str) -> (Vec<String>, Vec<Strin
     if !terminated {
         fails.push("check sonar-close: never asked sonar serve to stop".into());
     }
-    match wait_exit(&mut server.0, Duration::from_secs(10)) {
+    match wait_exit(&mut server, Duration::from_secs(10)) {
         Some(s) if s.success() => oks.push("serve-exit".into()),
         Some(s) => fails.push(format!("check serve-exit: sonar serve exited with {s}")),
         None => fails.push("check serve-exit: sonar serve still running 10 s after SIGTERM".into()),
@@ -394,11 +354,11 @@ fn sonar_client(sonar: &Path, args: &[&str], input: Input) -> Result<ClientRun, 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map(Guard)
+        .map(ChildGuard::new)
         .map_err(|e| format!("could not start sonar client: {e}"))?;
-    let out = child.0.stdout.take().map(text_of);
-    let err = child.0.stderr.take().map(text_of);
-    let stdin = child.0.stdin.take();
+    let out = child.stdout.take().map(text_of);
+    let err = child.stderr.take().map(text_of);
+    let stdin = child.stdin.take();
     let held = match (input, stdin) {
         (Input::After(pause, line), Some(mut stdin)) => {
             thread::sleep(pause);
@@ -408,7 +368,7 @@ fn sonar_client(sonar: &Path, args: &[&str], input: Input) -> Result<ClientRun, 
         }
         (_, stdin) => stdin,
     };
-    let status = wait_exit(&mut child.0, CLIENT_LIMIT);
+    let status = wait_exit(&mut child, CLIENT_LIMIT);
     drop(held);
     drop(child);
     Ok(ClientRun {
@@ -429,13 +389,13 @@ fn against_client(sonar: &Path, peer: &Peer, rt: &str) -> (Vec<String>, Vec<Stri
         .stderr(Stdio::piped())
         .spawn();
     let mut server = match spawned {
-        Ok(c) => Guard(c),
+        Ok(c) => ChildGuard::new(c),
         Err(e) => return (oks, vec![format!("could not start the peer: {e}")]),
     };
-    let results = server.0.stdout.take().map(lines_of);
-    let peer_err = server.0.stderr.take().map(text_of);
+    let results = server.stdout.take().map(LineReader::spawn);
+    let peer_err = server.stderr.take().map(text_of);
     let port = results.as_ref().and_then(|rx| {
-        let line = rx.recv_timeout(LINE_LIMIT).ok()?;
+        let line = rx.next_line(LINE_LIMIT).ok()?;
         line.strip_prefix("port ").map(str::to_owned)
     });
     let Some(port) = port else {
@@ -523,15 +483,12 @@ fn against_client(sonar: &Path, peer: &Peer, rt: &str) -> (Vec<String>, Vec<Stri
     }
 
     // The peer reports each connection when it ends; EOF on its stdin makes it exit.
-    drop(server.0.stdin.take());
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + LINE_LIMIT;
-    if let Some(rx) = &results {
-        while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            lines.push(line);
-        }
-    }
-    if wait_exit(&mut server.0, Duration::from_secs(5)).is_none() {
+    drop(server.stdin.take());
+    let lines = results
+        .as_ref()
+        .map(|rx| rx.collect_for(LINE_LIMIT))
+        .unwrap_or_default();
+    if wait_exit(&mut server, Duration::from_secs(5)).is_none() {
         fails.push("the peer server did not exit after its stdin closed".into());
     }
     drop(server);

@@ -162,18 +162,18 @@ impl LineReader {
             .unwrap_or_else(|e| panic!("no line {what}: {e}"))
     }
 
+    /// The lines as they come, until the pipe closes or `limit` has passed in all.
+    pub fn lines_for(&self, limit: Duration) -> impl Iterator<Item = String> + '_ {
+        let deadline = Instant::now() + limit;
+        (0..MAX_LINES).map_while(move |_| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.rx.recv_timeout(left).ok()
+        })
+    }
+
     /// Every line until the pipe closes, or until `limit` has passed (then the lines so far).
     pub fn collect_for(&self, limit: Duration) -> Vec<String> {
-        let deadline = Instant::now() + limit;
-        let mut lines = Vec::new();
-        for _ in 0..MAX_LINES {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(line) => lines.push(line),
-                Err(_) => break,
-            }
-        }
-        lines
+        self.lines_for(limit).collect()
     }
 
     /// Keeps draining the pipe on a thread (so the child never writes into a closed pipe),
