@@ -17,17 +17,12 @@ use tokio::net::TcpStream;
 
 const HANDSHAKE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
-/// Reads an HTTP head (up to 8 KiB) byte-exactly: nothing after `\r\n\r\n` is consumed.
+/// Reads an HTTP head (bounded) byte-exactly, with sonar-testkit's reader: nothing after
+/// `\r\n\r\n` is consumed.
 pub async fn read_head(tcp: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(512);
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() > 8192 || tcp.read(&mut byte).await? == 0 {
-            return Err(std::io::Error::other("bad head"));
-        }
-        head.push(byte[0]);
-    }
-    Ok(head)
+    sonar_testkit::read_head_exact_async(&mut sonar_tokio::Compat::new(tcp))
+        .await
+        .map_err(std::io::Error::other)
 }
 
 /// Whether the load generator negotiates permessage-deflate.
