@@ -20,8 +20,8 @@ use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sonar_axum::{UpgradeInfo, WebSocketUpgrade};
-use sonar_tokio::{Config, Error, Message, Role, WebSocket};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use sonar_tokio::{Compat, Config, Error, Message, Role, WebSocket};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::rustls;
@@ -292,56 +292,27 @@ pub async fn next_event(events: &mut mpsc::UnboundedReceiver<Event>) -> Event {
 
 /// A masked client frame (FIN set).
 pub fn client_frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut out = vec![0x80 | opcode];
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
+    sonar_testkit::FrameBuilder::new(opcode, payload)
+        .mask(mask)
+        .build()
 }
 
 /// Reads one unmasked server frame: (first byte, payload).
 pub async fn read_server_frame<T: AsyncRead + Unpin>(io: &mut T) -> (u8, Vec<u8>) {
-    let mut head = [0u8; 2];
-    io.read_exact(&mut head).await.unwrap();
-    assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
-    let len = match head[1] & 0x7f {
-        126 => {
-            let mut b = [0u8; 2];
-            io.read_exact(&mut b).await.unwrap();
-            u64::from(u16::from_be_bytes(b))
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            io.read_exact(&mut b).await.unwrap();
-            u64::from_be_bytes(b)
-        }
-        n => u64::from(n),
-    };
+    let frame = sonar_testkit::read_frame_async(&mut Compat::new(io))
+        .await
+        .unwrap();
+    assert_eq!(frame.header.mask, None, "server frames are not masked");
+    let len = frame.payload.len();
     assert!(len <= 1 << 20, "frame length {len} in bounds");
-    let mut payload = vec![0u8; len as usize];
-    io.read_exact(&mut payload).await.unwrap();
-    (head[0], payload)
+    frame.into_pair()
 }
 
 /// Reads an HTTP/1.1 response head (bounded): status and lower-cased headers.
 pub async fn read_response_head<T: AsyncRead + Unpin>(io: &mut T) -> (u16, Vec<(String, String)>) {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        assert!(head.len() < 16 * 1024, "response head in bounds");
-        let mut byte = [0u8; 1];
-        io.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
+    let head = sonar_testkit::read_head_exact_async(&mut Compat::new(io))
+        .await
+        .expect("response head in bounds");
     let text = String::from_utf8(head).unwrap();
     let mut lines = text.split("\r\n");
     let status = lines
