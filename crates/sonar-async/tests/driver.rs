@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 use tokio::time::{Instant, timeout};
 
 mod support;
-use support::{accept_response, read_frame, read_head, timer};
+use support::{read_frame, timer};
 
 async fn pair(
     client_cfg: Config,
@@ -28,21 +28,9 @@ async fn client_with_raw_server(
     cfg: Config,
     first: &[u8],
 ) -> (sonar_async::WebSocket, DuplexStream) {
-    let (a, mut b) = duplex(64 * 1024);
-    let first = first.to_vec();
-    let server = tokio::spawn(async move {
-        let head = read_head(&mut b).await;
-        let mut out = accept_response(&head).into_bytes();
-        out.extend_from_slice(&first);
-        b.write_all(&out).await.unwrap();
-        b
-    });
-    let req = sonar_async::ClientRequest::new("localhost", "/");
-    let (ws, driver, _) = sonar_async::client(Compat::new(a), req, cfg, timer())
-        .await
-        .unwrap();
-    tokio::spawn(driver);
-    (ws, server.await.unwrap())
+    // The driver's handle is dropped: the task keeps running, detached.
+    let (ws, peer, _driver) = support::raw_client_first(cfg, 64 * 1024, first).await;
+    (ws, peer)
 }
 
 #[tokio::test(start_paused = true)]

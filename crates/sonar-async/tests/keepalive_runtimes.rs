@@ -8,7 +8,7 @@
 //! within a generous 10 s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -82,14 +82,12 @@ async fn client_role<R: Runtime>(rt: R, port: u16) -> Duration {
 }
 
 fn run_client_role(rt: &'static str) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let peer = std::thread::spawn(move || {
-        let (s, _) = listener.accept().unwrap();
-        let mut s = Peer::server(s);
+    let (addr, peer) = Peer::serve_one(UPPER, |mut s| {
         s.accept().unwrap();
         observe_until_eof(s)
-    });
+    })
+    .unwrap();
+    let port = addr.port();
     let elapsed = match rt {
         "tokio" => block_on(rt, client_role(Tokio, port)),
         "smol" => block_on(rt, client_role(Smol, port)),
@@ -100,7 +98,7 @@ fn run_client_role(rt: &'static str) {
         "{rt}: dead after {elapsed:?}"
     );
     assert!(elapsed < UPPER, "{rt}: dead after {elapsed:?}");
-    assert_ping_then_close_1011(&peer.join().unwrap());
+    assert_ping_then_close_1011(&peer.recv_timeout(UPPER).expect("what the peer saw"));
 }
 
 /// Our server (runtime listener) against a raw client that never answers.

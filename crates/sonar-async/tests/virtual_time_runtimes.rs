@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::future::Future;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, mpsc};
@@ -27,6 +27,8 @@ const DEAD_AT: Duration = Duration::from_secs(40);
 const MAX_VIRTUAL: Duration = Duration::from_secs(120);
 /// Real-time bound on waiting for the task to catch up with one step.
 const CATCH_UP: Duration = Duration::from_secs(10);
+/// Real-time bound on the raw peer's drain (30 s of silence) and its report.
+const PEER_LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct Clock {
@@ -159,16 +161,13 @@ fn check(at: Duration, err: &Error) {
 }
 
 /// A raw peer that completes the handshake and then only reads (never answers).
-fn silent_server() -> (u16, std::thread::JoinHandle<Vec<u8>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let peer = std::thread::spawn(move || {
-        let (s, _) = listener.accept().unwrap();
-        let mut s = Peer::server(s);
+fn silent_server() -> (u16, mpsc::Receiver<Vec<u8>>) {
+    let (addr, peer) = Peer::serve_one(CATCH_UP, |mut s| {
         s.accept().unwrap();
         drain(s)
-    });
-    (port, peer)
+    })
+    .unwrap();
+    (addr.port(), peer)
 }
 
 /// Every byte after the handshake, until EOF (or 30 s of silence).
@@ -239,7 +238,7 @@ fn run_client(rt: &'static str) {
         _ => block_on(rt, client_role(AsyncStd, port, timer)),
     };
     check(at, &err);
-    let seen = peer.join().unwrap();
+    let seen = peer.recv_timeout(PEER_LIMIT).expect("what the peer saw");
     // Client frames are masked: first byte of the ping frame is 0x89, then a Close follows.
     assert!(saw_ping_then_close(&seen), "{rt}: peer saw {seen:02x?}");
 }

@@ -80,13 +80,35 @@ pub async fn raw_client_with<T>(
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    raw_client_inner(cfg, capacity, wrap, &[]).await
+}
+
+/// [`raw_client`] whose raw server sends `first` (frames) in the same write as its 101.
+pub async fn raw_client_first(
+    cfg: Config,
+    capacity: usize,
+    first: &[u8],
+) -> (WebSocket, DuplexStream, JoinHandle<Result<(), Error>>) {
+    raw_client_inner(cfg, capacity, |a| a, first).await
+}
+
+async fn raw_client_inner<T>(
+    cfg: Config,
+    capacity: usize,
+    wrap: impl FnOnce(DuplexStream) -> T,
+    first: &[u8],
+) -> (WebSocket, DuplexStream, JoinHandle<Result<(), Error>>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (a, mut b) = duplex(capacity);
     let a = wrap(a);
+    let first = first.to_vec();
     let server = tokio::spawn(async move {
         let head = read_head(&mut b).await;
-        b.write_all(accept_response(&head).as_bytes())
-            .await
-            .unwrap();
+        let mut out = accept_response(&head).into_bytes();
+        out.extend_from_slice(&first);
+        b.write_all(&out).await.unwrap();
         b
     });
     let req = sonar_async::ClientRequest::new("localhost", "/");
