@@ -11,11 +11,11 @@ mod axum_chat;
 #[allow(dead_code, unreachable_pub, missing_docs)]
 mod axum_echo;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use sonar_testkit::{ChildGuard, LineReader};
 use sonar_tokio::{CloseCode, Message};
 use tokio::time::timeout;
 
@@ -28,35 +28,22 @@ fn example(name: &str) -> PathBuf {
     profile_dir.join("examples").join(name)
 }
 
-/// Kills the child when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn axum_echo_prints_listening_on_its_address_and_echoes() {
     let binary = example("axum_echo");
     // `cargo test -p sonar-axum` builds the examples; `--test examples` alone does not.
     let (addr, _child) = if binary.is_file() {
-        let mut child = Guard(
+        // Killed when dropped.
+        let mut child = ChildGuard::spawn(
             Command::new(&binary)
                 .args(["--addr", "127.0.0.1:0"])
                 .stdout(Stdio::piped())
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let stdout = child.0.stdout.take().unwrap();
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        });
-        let line = timeout(LIMIT, line).await.unwrap().unwrap().unwrap();
+                .stdin(Stdio::null()),
+        )
+        .unwrap();
+        let stdout = LineReader::spawn(child.stdout.take().unwrap());
+        // Blocks this test's thread: nothing else runs before the example listens.
+        let line = stdout.next_line(LIMIT).unwrap();
         let addr = line
             .trim()
             .strip_prefix("listening on ")
