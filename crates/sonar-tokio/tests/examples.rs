@@ -268,17 +268,14 @@ async fn each_way_a_connection_fails_is_told_apart() {
 /// A server that answers the opening handshake and then does nothing: the returned task
 /// hands over its socket (drop it to disconnect, keep it to stay silent).
 async fn raw_server() -> (String, tokio::task::JoinHandle<tokio::net::TcpStream>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
         let (mut tcp, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
-            let mut byte = [0u8; 1];
-            tcp.read_exact(&mut byte).await.unwrap();
-            head.push(byte[0]);
-        }
+        let head = sonar_testkit::read_head_exact_async(&mut sonar_tokio::Compat::new(&mut tcp))
+            .await
+            .unwrap();
         let request = sonar_handshake::ServerHandshake::new()
             .decode_request(&head)
             .unwrap()
