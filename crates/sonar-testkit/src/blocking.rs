@@ -6,6 +6,9 @@ use std::io::{self, Read};
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
 
+/// How often one read interrupted by a signal is tried again.
+const MAX_INTERRUPTS: usize = 16;
+
 /// A blocking reader as an `AsyncRead` that never returns `Pending` (it blocks instead).
 pub(crate) struct Blocking<'a, R>(pub(crate) &'a mut R);
 
@@ -15,7 +18,16 @@ impl<R: Read> futures_io::AsyncRead for Blocking<'_, R> {
         _cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        Poll::Ready(self.get_mut().0.read(buf))
+        // As std's `read_exact` does, a read interrupted by a signal is tried again (bounded).
+        let r = self.get_mut();
+        let mut result = r.0.read(buf);
+        for _ in 0..MAX_INTERRUPTS {
+            match result {
+                Err(ref e) if e.kind() == io::ErrorKind::Interrupted => result = r.0.read(buf),
+                _ => break,
+            }
+        }
+        Poll::Ready(result)
     }
 }
 

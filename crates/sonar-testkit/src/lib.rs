@@ -18,6 +18,7 @@
 //! only where the name says so (`expect_*`) or on a broken invariant of the helper itself.
 //!
 //! ```
+//! # #[cfg(feature = "ws")] {
 //! use sonar_testkit::{FrameBuilder, Peer, accept_response, read_frame, upgrade_request};
 //!
 //! // A client's request, answered by a server peer; the 101 it writes carries the accept key.
@@ -30,6 +31,7 @@
 //! let frame = read_frame(&mut wire).unwrap();
 //! assert_eq!((frame.first(), frame.payload.as_slice()), (0x89, &b"hi"[..]));
 //! # let _ = Peer::server(std::io::Cursor::new(Vec::<u8>::new()));
+//! # }
 //! ```
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
