@@ -12,15 +12,7 @@ use sonar_tokio::{Compat, TokioTimer};
 use tokio::io::{AsyncWriteExt, duplex};
 
 mod support;
-use support::{accept_for, read_head};
-
-fn switching_protocols(head: &str) -> String {
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
-        accept_for(head)
-    )
-}
+use support::{accept_response, read_head};
 
 #[tokio::test]
 async fn frames_in_the_same_segment_as_the_101_are_returned_as_leftover() {
@@ -34,7 +26,7 @@ async fn frames_in_the_same_segment_as_the_101_are_returned_as_leftover() {
     let server = tokio::spawn(async move {
         let head = read_head(&mut b).await;
         // One write: the 101 head and two frames in the same segment.
-        let mut segment = switching_protocols(&head).into_bytes();
+        let mut segment = accept_response(&head).into_bytes();
         segment.extend_from_slice(&coalesced);
         segment.extend_from_slice(&tail);
         b.write_all(&segment).await.unwrap();
@@ -70,7 +62,7 @@ async fn a_101_alone_leaves_no_leftover() {
     let (a, mut b) = duplex(64 * 1024);
     let server = tokio::spawn(async move {
         let head = read_head(&mut b).await;
-        b.write_all(switching_protocols(&head).as_bytes())
+        b.write_all(accept_response(&head).as_bytes())
             .await
             .unwrap();
         b
