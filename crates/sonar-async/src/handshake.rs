@@ -15,7 +15,7 @@ use sonar_handshake::{
 };
 use sonar_keepalive::ping_channel;
 
-use crate::conn::{Inner, Parts, codec_config};
+use crate::conn::{Inner, Parts, Transport, codec_config};
 use crate::driver::Driver;
 use crate::{Config, Error, Timer, WebSocket, rng};
 
@@ -374,7 +374,7 @@ where
 {
     let (registry, pinger) = ping_channel(config.max_queued_pings.max(1));
     let inner = Inner::new(Parts {
-        io: Box::new(io),
+        io: Transport::new(io),
         conn,
         leftover,
         config,

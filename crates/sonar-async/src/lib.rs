@@ -53,7 +53,7 @@ mod timer;
 pub mod tls;
 
 pub use config::{CodecConfig, Config, DeflateConfig, KeepaliveConfig};
-pub use conn::TAKEOVER_DELAY;
+pub use conn::{ReadIntoSpare, TAKEOVER_DELAY, Transport};
 pub use driver::Driver;
 pub use error::Error;
 pub use handshake::{

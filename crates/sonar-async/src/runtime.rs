@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures_io::{AsyncRead, AsyncWrite};
 use sonar_handshake::{Accepted, ClientRequest, Rejection, Request as UpgradeRequest};
 
-use crate::{Config, Error, Timer, WebSocket};
+use crate::{Config, Error, Timer, Transport, WebSocket};
 
 /// A boxed, sendable future, as runtimes spawn them.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -48,6 +48,13 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 
     /// The address a listening socket is bound to.
     fn local_addr(&self, listener: &Self::TcpListener) -> io::Result<SocketAddr>;
+
+    /// The connection's transport over a TCP stream of this runtime. By default it is read
+    /// through futures-io; a runtime whose streams read into uninitialised memory returns
+    /// [`Transport::with_spare_reads`] (sonar-tokio does).
+    fn transport(tcp: Self::Tcp) -> Transport {
+        Transport::new(tcp)
+    }
 }
 
 /// A TCP listener whose connections become WebSockets.
@@ -131,7 +138,9 @@ impl<R: Runtime> Incoming<R> {
         F: FnOnce(&UpgradeRequest) -> Result<Option<String>, Rejection>,
     {
         let Incoming { rt, tcp, config } = self;
-        Box::pin(async move { accept_with(&rt, tcp, Config::clone(&config), policy).await })
+        Box::pin(async move {
+            accept_with(&rt, R::transport(tcp), Config::clone(&config), policy).await
+        })
     }
 
     /// Runs the TLS handshake with `acceptor`, then the WebSocket handshake (`wss://`).
@@ -202,7 +211,7 @@ async fn connect_inner<R: Runtime>(
             return Err(Error::TlsNotEnabled);
         }
     }
-    let (ws, driver, accepted) = crate::client(tcp, request, config, timer).await?;
+    let (ws, driver, accepted) = crate::client(R::transport(tcp), request, config, timer).await?;
     spawn_driver(rt, driver);
     Ok((ws, accepted))
 }

@@ -231,7 +231,7 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&UpgradeRequest) -> Result<Option<String>, Rejection>,
 {
-    sonar_async::accept_with(&Tokio, Compat::new(stream), config, policy).await
+    sonar_async::accept_with(&Tokio, Compat::transport(stream), config, policy).await
 }
 
 /// Wraps a stream whose upgrade another HTTP server already completed (hyper, axum), and
@@ -256,8 +256,13 @@ pub fn from_upgraded<T>(io: T, role: Role, config: Config) -> WebSocket
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (ws, driver) =
-        sonar_async::from_upgraded(Compat::new(io), role, &[], config, Arc::new(TokioTimer));
+    let (ws, driver) = sonar_async::from_upgraded(
+        Compat::transport(io),
+        role,
+        &[],
+        config,
+        Arc::new(TokioTimer),
+    );
     spawn_keeper(driver);
     ws
 }
@@ -275,7 +280,7 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (ws, driver) = sonar_async::from_upgraded_deflate(
-        Compat::new(io),
+        Compat::transport(io),
         role,
         &[],
         deflate,
@@ -296,6 +301,10 @@ fn spawn_keeper<T: Send + 'static>(driver: sonar_async::Driver<T>) {
 impl Runtime for Tokio {
     type Tcp = Compat<tokio::net::TcpStream>;
     type TcpListener = tokio::net::TcpListener;
+
+    fn transport(tcp: Self::Tcp) -> sonar_async::Transport {
+        sonar_async::Transport::with_spare_reads(tcp)
+    }
 
     fn timer(&self) -> Arc<dyn Timer> {
         Arc::new(TokioTimer)
@@ -379,6 +388,27 @@ impl<T> Compat<T> {
     /// The wrapped stream.
     pub fn into_inner(self) -> T {
         self.0
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Compat<T> {
+    /// The connection's transport over `inner`: reads go straight into the connection's
+    /// buffers (tokio reads into uninitialised memory; see [`sonar_async::ReadIntoSpare`]).
+    pub fn transport(inner: T) -> sonar_async::Transport {
+        sonar_async::Transport::with_spare_reads(Compat(inner))
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> sonar_async::ReadIntoSpare for Compat<T> {
+    fn poll_read_spare(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut bytes::BytesMut,
+        limit: usize,
+    ) -> Poll<io::Result<usize>> {
+        buf.reserve(limit);
+        let mut limited = bytes::BufMut::limit(&mut *buf, limit);
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.0), cx, &mut limited)
     }
 }
 
