@@ -150,7 +150,9 @@ impl<T> Driver<T> {
             if check.rearm {
                 self.arm_watch();
             } else {
+                // A quiet connection holds no watch timer.
                 self.watching = false;
+                self.watch = None;
             }
         }
         stale
