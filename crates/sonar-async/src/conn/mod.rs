@@ -17,6 +17,7 @@ mod transport;
 pub use hub::TAKEOVER_DELAY;
 pub(crate) use hub::{Hub, Notify};
 pub use transport::{ReadIntoSpare, Transport};
+use transport::{SCRATCH_SIZE, read_plain, read_spare, write_frames};
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -26,170 +27,13 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_io::{AsyncRead, AsyncWrite};
+use futures_io::AsyncWrite;
 use sonar_core::{CloseCode, CloseFrame, Connection, Event, Message};
 use sonar_keepalive::{Input, KeepAlive, Output, PingRegistry, RttStats};
 
 use crate::shared::{CloseStatus, Stats};
 use crate::{Config, Error, Timer};
 
-/// Bytes asked of the transport per read.
-const SCRATCH_SIZE: usize = 64 * 1024;
-
-thread_local! {
-    /// One zeroed read buffer per thread, shared by every connection driven on it. Reads land
-    /// here and only the bytes received are copied into the connection's own buffer: no read
-    /// zeroes memory, and an idle connection holds no read buffer at all.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-/// The most a new read buffer reserves for a frame beyond the bytes at hand (twice those
-/// bytes, or this): a peer's announced length alone never makes a connection allocate more.
-const FRAME_RESERVE: usize = 128 * 1024;
-
-/// The capacity of a new read buffer that starts with `data`: the whole of the frame whose
-/// header `data` starts with, when it is known and within [`FRAME_RESERVE`] (or twice the
-/// bytes at hand), so that the frame is received without the buffer growing.
-fn buffer_for(data: &[u8]) -> usize {
-    match sonar_core::FrameHeader::parse(data) {
-        Ok(Some((header, wire))) => {
-            let frame = usize::try_from(header.len)
-                .unwrap_or(usize::MAX)
-                .saturating_add(wire);
-            frame.min(FRAME_RESERVE.max(data.len().saturating_mul(2)))
-        }
-        _ => data.len(),
-    }
-    .max(data.len())
-}
-
-/// Bytes a read into the per-thread buffer of a [`ReadIntoSpare`] transport asks for: a
-/// 64 KiB frame with its header and the start of the next.
-const SPARE_READ: usize = SCRATCH_SIZE + 4 * 1024;
-/// The rest of a frame at least this large is read straight into the frame's own buffer.
-const DIRECT_MIN: usize = 16 * 1024;
-/// A frame at least this large that starts in a read takes the read's buffer as its own (no
-/// copy); smaller ones are copied out, and the per-thread buffer is read into again.
-const HANDOVER_MIN: usize = 8 * 1024;
-
-thread_local! {
-    /// The per-thread read buffer of [`ReadIntoSpare`] transports (never zeroed).
-    static SPARE: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
-}
-
-/// One read of a plain futures-io transport: into the per-thread zeroed buffer, then the
-/// bytes received are copied to `read_buf` (the end of the frame in progress) and to
-/// `read_next` (the frames after it, in a buffer sized for the next one).
-fn read_plain(
-    io: &mut Transport,
-    cx: &mut Context<'_>,
-    read_buf: &mut BytesMut,
-    read_next: &mut Option<BytesMut>,
-    remaining: Option<usize>,
-) -> Poll<std::io::Result<usize>> {
-    let mut read_into = |scratch: &mut Vec<u8>| {
-        if scratch.len() < SCRATCH_SIZE {
-            scratch.resize(SCRATCH_SIZE, 0);
-        }
-        let result = Pin::new(&mut *io).poll_read(cx, &mut scratch[..]);
-        if let Poll::Ready(Ok(n)) = result {
-            let data = scratch.get(..n).unwrap_or_default();
-            match remaining {
-                // The read completes the frame in progress and goes on into the next one:
-                // the next frame's bytes start a buffer of their own, sized for it, so that
-                // neither buffer grows (and copies) once a frame is under way.
-                Some(k) if k < data.len() => {
-                    let (this, next) = data.split_at(k);
-                    read_buf.extend_from_slice(this);
-                    let mut buf = BytesMut::with_capacity(buffer_for(next));
-                    buf.extend_from_slice(next);
-                    *read_next = Some(buf);
-                }
-                _ => {
-                    if read_buf.is_empty() {
-                        read_buf.reserve(buffer_for(data));
-                    }
-                    read_buf.extend_from_slice(data);
-                }
-            }
-        }
-        result
-    };
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut scratch) => read_into(&mut scratch),
-        // Only if a transport re-entered another connection on this thread.
-        Err(_) => read_into(&mut Vec::new()),
-    })
-}
-
-/// One read of a [`ReadIntoSpare`] transport. The rest of a large frame is read straight
-/// into its buffer, up to the frame's end. Otherwise the read goes into the per-thread
-/// buffer: the end of the frame in progress is copied to `read_buf`, and what follows
-/// either takes the buffer's memory as its own (a large frame: no copy) or is copied into a
-/// buffer of its size (small frames), into `read_buf` or, after a frame's end, `read_next`.
-fn read_spare(
-    io: &mut Transport,
-    cx: &mut Context<'_>,
-    read_buf: &mut BytesMut,
-    read_next: &mut Option<BytesMut>,
-    remaining: Option<usize>,
-) -> Poll<std::io::Result<usize>> {
-    if let Some(k) = remaining
-        && k >= DIRECT_MIN
-    {
-        // The buffer grows at most to twice what has arrived (or FRAME_RESERVE), whatever
-        // length the peer announced.
-        let limit = k.min(read_buf.len().max(FRAME_RESERVE));
-        return io.poll_read_spare(cx, read_buf, limit);
-    }
-    let mut data = SPARE
-        .with(|cell| cell.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
-        .unwrap_or_default();
-    data.clear();
-    let result = io.poll_read_spare(cx, &mut data, SPARE_READ);
-    if let Poll::Ready(Ok(n)) = result
-        && n > 0
-    {
-        if let Some(k) = remaining {
-            let end = data.split_to(k.min(data.len()));
-            read_buf.extend_from_slice(&end);
-        }
-        if !data.is_empty() {
-            if remaining.is_none() && !read_buf.is_empty() {
-                // After a partial header: the bytes must follow it.
-                read_buf.extend_from_slice(&data);
-                data.clear();
-            } else {
-                let want = buffer_for(&data);
-                let buf = if want >= HANDOVER_MIN {
-                    let mut buf = std::mem::take(&mut data);
-                    buf.reserve(want - buf.len());
-                    buf
-                } else {
-                    let mut buf = BytesMut::with_capacity(want);
-                    buf.extend_from_slice(&data);
-                    data.clear();
-                    buf
-                };
-                match remaining {
-                    Some(_) => *read_next = Some(buf),
-                    None => *read_buf = buf,
-                }
-            }
-        }
-    }
-    if data.capacity() > 0 {
-        let _ = SPARE.try_with(|cell| {
-            if let Ok(mut b) = cell.try_borrow_mut() {
-                data.clear();
-                *b = data;
-            }
-        });
-    }
-    result
-}
-
-/// Queued bytes up to which a write of several frames is copied into one buffer.
-const COALESCE_BYTES: usize = 4 * 1024;
 /// Rounds of the drive loop per call before yielding to the runtime (fairness).
 const BUDGET: usize = 32;
 /// After a protocol error, how long the application may take to answer the messages that
@@ -1116,30 +960,7 @@ impl State {
             let mut slices = [IoSlice::new(&[]); 64];
             let n = out.chunks_vectored(&mut slices);
             let slices = slices.get(..n).unwrap_or_default();
-            let result = if n > 1 && out.remaining() <= COALESCE_BYTES {
-                // Small frames: one contiguous write costs the kernel less than a vector of
-                // tiny slices (and a transport without vectored writes, such as TLS, would
-                // otherwise take one slice per call).
-                SCRATCH.with(|cell| match cell.try_borrow_mut() {
-                    Ok(mut scratch) => {
-                        if scratch.len() < SCRATCH_SIZE {
-                            scratch.resize(SCRATCH_SIZE, 0);
-                        }
-                        let mut len = 0;
-                        for slice in slices {
-                            if let Some(dst) = scratch.get_mut(len..len + slice.len()) {
-                                dst.copy_from_slice(slice);
-                                len += slice.len();
-                            }
-                        }
-                        let data = scratch.get(..len).unwrap_or_default();
-                        Pin::new(&mut *io).poll_write(cx, data)
-                    }
-                    Err(_) => Pin::new(&mut *io).poll_write_vectored(cx, slices),
-                })
-            } else {
-                Pin::new(&mut *io).poll_write_vectored(cx, slices)
-            };
+            let result = write_frames(io, cx, slices, out.remaining());
             match result {
                 Poll::Ready(Ok(0)) => {
                     self.fail(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
