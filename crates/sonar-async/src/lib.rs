@@ -43,6 +43,7 @@ mod conn;
 mod driver;
 mod error;
 mod handshake;
+mod reconnect;
 mod rng;
 mod runtime;
 mod shared;
@@ -60,6 +61,7 @@ pub use handshake::{
     ClientStream, RawClient, client, client_raw, from_upgraded, from_upgraded_deflate, server,
     server_with,
 };
+pub use reconnect::{Reconnect, RetryPolicy, connect_retrying};
 pub use runtime::{
     BoxFuture, Incoming, Listener, RefFuture, Runtime, accept_with, connect, connect_url,
 };

@@ -266,6 +266,8 @@ macro_rules! adapter_conveniences {
         pub type Listener = $crate::Listener<$Rt>;
         #[doc = concat!("An accepted, not yet upgraded connection on ", $name, ".")]
         pub type Incoming = $crate::Incoming<$Rt>;
+        #[doc = concat!("A client that connects again whenever its connection has ended, on ", $name, " (see `sonar_async::Reconnect`).")]
+        pub type Reconnect = $crate::Reconnect<$Rt>;
 
         #[doc = concat!("Connects to a `ws://` (or, with the `rustls` feature, `wss://`) URL with \
             the default configuration; the keeper task runs on ", $name, ".")]

@@ -169,6 +169,11 @@ pub(crate) struct ClientArgs {
     /// Accept any TLS certificate (self-signed test servers only: this disables authentication).
     #[arg(long)]
     pub(crate) insecure: bool,
+    /// Connect again whenever the connection ends or cannot be made (exponential backoff
+    /// with jitter, 0.5 s doubling to 30 s); a rejected upgrade (such as 401 or 403) still
+    /// ends the client. Stdin lines go to the current connection.
+    #[arg(long)]
+    pub(crate) reconnect: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,8 @@ use futures_channel::mpsc;
 use futures_util::future::{Either, join, select};
 use futures_util::{SinkExt, StreamExt};
 use sonar_async::{
-    ClientRequest, CloseCode, CloseStatus, Config, Error, Message, Runtime, WsReader,
+    ClientRequest, CloseCode, CloseStatus, Config, Error, Message, RetryPolicy, Runtime, WebSocket,
+    WsReader,
 };
 use sonar_handshake::{ClientError, StatusCode};
 
@@ -49,8 +50,9 @@ pub(crate) fn run(args: ClientArgs) -> Result<ExitCode, Failure> {
         Some(stdin_lines()?)
     };
     let url = args.url;
+    let reconnect = args.reconnect;
     block_on_runtime!(args.runtime, |runtime| client(
-        runtime, url, request, config, lines
+        runtime, url, request, config, lines, reconnect
     ))
 }
 
@@ -126,20 +128,55 @@ async fn client<R: Runtime>(
     url: String,
     request: ClientRequest,
     config: Config,
-    lines: Option<mpsc::Receiver<String>>,
+    mut lines: Option<mpsc::Receiver<String>>,
+    reconnect: bool,
 ) -> Result<ExitCode, Failure> {
-    let (ws, accepted) = sonar_async::connect(&rt, request, config)
-        .await
-        .map_err(|e| match e {
+    let policy = RetryPolicy::new();
+    loop {
+        let connected = if reconnect {
+            sonar_async::connect_retrying(&rt, request.clone(), config.clone(), &policy).await
+        } else {
+            sonar_async::connect(&rt, request.clone(), config.clone()).await
+        };
+        let (ws, accepted) = connected.map_err(|e| match e {
             Error::Handshake(_) => Failure::new(describe(&e)),
             e => Failure::new(format!("cannot connect to {url}: {}", describe(&e))),
         })?;
-    if let Some(protocol) = &accepted.subprotocol {
-        tracing::debug!(%protocol, "subprotocol selected");
+        if let Some(protocol) = &accepted.subprotocol {
+            tracing::debug!(%protocol, "subprotocol selected");
+        }
+        match session(&rt, ws, lines.as_mut()).await {
+            Session::Lost(outcome) if reconnect => {
+                let why = match &outcome {
+                    Ok(_) => "the server closed the connection".to_owned(),
+                    Err(failure) => failure.message().to_owned(),
+                };
+                eprintln!("sonar: {why}; connecting again to {url}");
+            }
+            Session::Lost(outcome) | Session::Finished(outcome) => return outcome,
+        }
     }
+}
+
+/// How a connection's session ended.
+enum Session {
+    /// We ended it (end of stdin): the program's outcome.
+    Finished(Result<ExitCode, Failure>),
+    /// The connection ended (closed by the server, or failed): what it means if the client
+    /// does not connect again.
+    Lost(Result<ExitCode, Failure>),
+}
+
+/// One connection: stdin lines out and messages printed, or (`lines` is `None`) every
+/// message echoed, until the connection or stdin ends.
+async fn session<R: Runtime>(
+    rt: &R,
+    ws: WebSocket,
+    lines: Option<&mut mpsc::Receiver<String>>,
+) -> Session {
     let (mut rx, mut tx) = ws.into_split();
 
-    let Some(mut lines) = lines else {
+    let Some(lines) = lines else {
         // --echo: everything received goes back unchanged, until the server closes.
         let mut failure = None;
         while let Some(item) = rx.recv().await {
@@ -153,8 +190,8 @@ async fn client<R: Runtime>(
         // Let the connection task write the last echoes and its Close before exiting. After a
         // failure a client would wait up to the close timeout for the server's EOF; an exiting
         // program only needs its last frames written.
-        linger(&rt, &mut tx, failure.is_some()).await;
-        return finish(failure, rx.close_status(), true, false);
+        linger(rt, &mut tx, failure.is_some()).await;
+        return Session::Lost(finish(failure, rx.close_status(), true, false));
     };
 
     let mut failure = None;
@@ -184,7 +221,7 @@ async fn client<R: Runtime>(
     // wait for as many messages as lines were sent (an echo server's replies), as long as
     // they keep coming.
     while !ended && received < sent {
-        match crate::rt::timeout(&rt, LINGER_QUIET, rx.recv()).await {
+        match crate::rt::timeout(rt, LINGER_QUIET, rx.recv()).await {
             None => break,
             Some(Some(Ok(message))) => {
                 received += 1;
@@ -195,15 +232,15 @@ async fn client<R: Runtime>(
         }
     }
     if ended {
-        linger(&rt, &mut tx, failure.is_some()).await;
-        return finish(failure, rx.close_status(), false, false);
+        linger(rt, &mut tx, failure.is_some()).await;
+        return Session::Lost(finish(failure, rx.close_status(), false, false));
     }
     // End of stdin: Close 1000, and keep printing what arrives until the handshake is done.
     let close = tx.close(CloseCode::NORMAL, "");
     let drain = drain(&mut rx);
     let (closed, drained) = join(close, drain).await;
     let failure = drained.or(closed.err());
-    finish(failure, rx.close_status(), true, true)
+    Session::Finished(finish(failure, rx.close_status(), true, true))
 }
 
 /// Waits for the connection task to finish; after a failure, at most `FAIL_LINGER`.

@@ -35,6 +35,11 @@ impl Failure {
         }
     }
 
+    /// What failed, as printed.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     /// A usage error found after parsing (an invalid URL): exit code 2.
     pub(crate) fn usage(message: impl Into<String>) -> Self {
         Failure {

@@ -577,3 +577,63 @@ fn serve_logs_keepalive_timeouts_on_every_runtime() {
         reader.join().unwrap();
     }
 }
+
+// `--reconnect`: the server restarts (Close 1012) after the first line; the client says so,
+// connects again by itself, and the next stdin line goes out on the new connection. At the
+// end of stdin it closes normally and exits 0.
+#[test]
+fn client_reconnect_carries_on_over_a_new_connection() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for _ in 0..2 {
+            let Ok((tcp, _)) = listener.accept() else {
+                break;
+            };
+            if tx.send(tcp).is_err() {
+                break;
+            }
+        }
+    });
+    let url = format!("ws://{addr}/");
+    let mut child =
+        ChildGuard::spawn(sonar(&["client", "--reconnect", &url]).stdin(Stdio::piped())).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = LineReader::spawn(child.stdout.take().unwrap());
+    let stderr = LineReader::spawn(child.stderr.take().unwrap());
+
+    let mut first = Peer::server(rx.recv_timeout(LIMIT).unwrap());
+    first.accept().unwrap();
+    stdin.write_all(b"one\n").unwrap();
+    assert_eq!(first.recv().unwrap().into_pair(), (0x81, b"one".to_vec()));
+    first.send(FrameBuilder::text(b"reply one")).unwrap();
+    stdout.expect_line(LIMIT, "with the first reply", |l| l == "reply one");
+    first.send(FrameBuilder::close(1012, b"restart")).unwrap();
+    assert_eq!(
+        first.recv().unwrap().raw[0],
+        0x88,
+        "the client answers the Close"
+    );
+    drop(first);
+    stderr.expect_line(LIMIT, "saying it connects again", |l| {
+        l.contains("connecting again")
+    });
+
+    let mut second = Peer::server(rx.recv_timeout(LIMIT).unwrap());
+    second.accept().unwrap();
+    stdin.write_all(b"two\n").unwrap();
+    assert_eq!(second.recv().unwrap().into_pair(), (0x81, b"two".to_vec()));
+    second.send(FrameBuilder::text(b"reply two")).unwrap();
+    stdout.expect_line(LIMIT, "with the second reply", |l| l == "reply two");
+    drop(stdin);
+    let close = second.recv().unwrap().into_pair();
+    assert_eq!(
+        close,
+        (0x88, vec![0x03, 0xe8]),
+        "Close 1000 at the end of stdin"
+    );
+    second.send(FrameBuilder::close(1000, b"")).unwrap();
+    drop(second);
+    assert!(child.expect_exit(LIMIT, "sonar client").success());
+}

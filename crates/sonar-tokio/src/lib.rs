@@ -36,18 +36,23 @@ pub use sonar_async::tls;
 pub use sonar_async::{
     AcceptOptions, Accepted, ClientError, ClientRequest, CloseCode, CloseFrame, CloseStatus,
     CodecConfig, Config, DeadReason, DeflateAnswer, DeflateConfig, DeflateParams, Error,
-    KeepaliveConfig, Message, PingError, ProtocolError, RejectReason, Rejection, ReuniteError,
-    Role, RttStats, SendError, Stats, StatusCode, TrySendError, UpgradeRequest, UrlError,
-    Utf8Bytes, WebSocket, WsReader, WsWriter,
+    KeepaliveConfig, Message, PingError, ProtocolError, RejectReason, Rejection, RetryPolicy,
+    ReuniteError, Role, RttStats, SendError, Stats, StatusCode, TrySendError, UpgradeRequest,
+    UrlError, Utf8Bytes, WebSocket, WsReader, WsWriter,
 };
+
+/// A client that connects again whenever its connection has ended, on tokio (see
+/// [`sonar_async::Reconnect`]).
+pub type Reconnect = sonar_async::Reconnect<Tokio>;
 
 pub mod generic {
     //! The runtime-generic layer under this adapter (`sonar-async`), for custom transports
     //! and executors: handshakes over any futures-io stream that return the connection's
     //! [`Driver`] for the caller to spawn, the [`Runtime`] seam, and the [`Timer`] seam.
     pub use sonar_async::{
-        BoxFuture, Driver, Incoming, Listener, RefFuture, Runtime, Sleep, Timer, accept_with,
-        client, connect, connect_url, from_upgraded, from_upgraded_deflate, server, server_with,
+        BoxFuture, Driver, Incoming, Listener, ReadIntoSpare, RefFuture, Runtime, Sleep,
+        TAKEOVER_DELAY, Timer, Transport, accept_with, client, connect, connect_retrying,
+        connect_url, from_upgraded, from_upgraded_deflate, server, server_with,
     };
 }
 
