@@ -1,5 +1,6 @@
 //! The receive path: frames arrive whole and in order however the transport's reads cut
-//! them (a read that ends one large frame and starts the next, a Ping between them).
+//! them (a read that ends one large frame and starts the next, a Ping between them), and
+//! `recv` returns a message without first reading all that has arrived.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use sonar_async::{Config, Message};
 use sonar_core::testing::FrameBuilder;
-use support::{raw_client, read_frame};
+use support::{LIMIT, raw_client, read_frame};
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
@@ -69,5 +70,31 @@ async fn large_frames_cut_anywhere_by_reads_arrive_whole_and_in_order() {
         timeout(Duration::from_secs(30), run)
             .await
             .unwrap_or_else(|_| panic!("pieces of {piece} bytes: stalled"));
+    }
+}
+
+// Large messages pipelined: `recv` returns the first one without first reading everything
+// that has arrived (the application answers it while the rest comes in); the rest follows.
+#[tokio::test(start_paused = true)]
+async fn recv_returns_the_first_large_message_before_reading_all_input() {
+    const SIZE: usize = 64 * 1024;
+    const COUNT: usize = 8;
+    let (mut ws, mut peer, _driver) = raw_client(Config::default(), 4 * 1024 * 1024).await;
+    let mut burst = Vec::new();
+    for i in 0..COUNT {
+        burst.extend(FrameBuilder::binary(&vec![i as u8; SIZE]).build());
+    }
+    peer.write_all(&burst).await.unwrap();
+    let first = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(first, Message::binary(vec![0u8; SIZE]));
+    let read_so_far = ws.stats().bytes_in as usize;
+    assert!(
+        read_so_far < burst.len() / 2,
+        "read {read_so_far} of {} bytes before returning the first message",
+        burst.len()
+    );
+    for i in 1..COUNT {
+        let m = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+        assert_eq!(m, Message::binary(vec![i as u8; SIZE]), "message {i}");
     }
 }

@@ -1,5 +1,6 @@
-//! How many task polls an echo costs: the application's task does the work, and the
-//! connection's keeper task stays asleep on the fast path (one wake-up per event).
+//! How many task and transport polls a connection costs: in an echo the application's task
+//! does the work and the connection's keeper task stays asleep (one wake-up per event); an
+//! idle connection and one flooded with pings it cannot answer do not spin.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::future::Future;
@@ -10,7 +11,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use sonar_async::{Config, Message};
+use sonar_core::testing::FrameBuilder;
 use sonar_tokio::{Compat, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::time::timeout;
+
+mod support;
+use support::transports::{counted_client, polls};
+use support::{PROMPT, quiet, read_frame};
 
 /// A future that counts its polls.
 struct Counted<F> {
@@ -153,4 +161,76 @@ async fn an_echo_wakes_only_the_application_task() {
     tokio::time::timeout(Duration::from_secs(60), run)
         .await
         .expect("the echoes finish");
+}
+
+// An idle connection with keepalive on, over 10 virtual minutes: the transport is polled a
+// bounded number of times per ping round trip (no spinning keeper).
+#[tokio::test(start_paused = true)]
+async fn idle_connection_does_not_spin() {
+    let (ws, mut peer, _driver, count) =
+        counted_client(Config::default(), 64 * 1024, 100_000).await;
+    let start = polls(&count);
+    let mut pings = 0;
+    let answer = async {
+        loop {
+            let (b0, p) = read_frame(&mut peer).await;
+            assert_eq!(b0, 0x89);
+            peer.write_all(&FrameBuilder::pong(&p).build())
+                .await
+                .unwrap();
+            pings += 1;
+        }
+    };
+    let _ = timeout(Duration::from_secs(600), answer).await;
+    let used = polls(&count) - start;
+    eprintln!("idle: {used} transport polls for {pings} pings");
+    // One ping every 20 s: 30 round trips.
+    assert!((29..=31).contains(&pings), "{pings} pings");
+    assert!(
+        used <= 20 * pings,
+        "{used} transport polls for {pings} pings"
+    );
+    assert!(ws.close_status().is_none(), "still open");
+}
+
+// The peer floods pings and reads nothing: pongs are owed but cannot be written. The codec
+// stops in front of each ping whose pong is still owed; the connection must not spin on that.
+#[tokio::test(start_paused = true)]
+async fn ping_flood_with_blocked_output_does_not_spin() {
+    let (mut ws, mut peer, _driver, count) = counted_client(quiet(), 4 * 1024, 200_000).await;
+    let mut flood = Vec::new();
+    for i in 0..20_000u32 {
+        flood.extend(FrameBuilder::ping(&i.to_be_bytes()).build());
+    }
+    let writer = tokio::spawn(async move {
+        // Blocks once both the pipe and the connection stop taking bytes.
+        let _ = peer.write_all(&flood).await;
+        peer
+    });
+    // An application that waits for messages meanwhile.
+    let reader = tokio::spawn(async move {
+        let r = ws.recv().await.map(|r| r.map_err(|e| e.to_string()));
+        (ws, r)
+    });
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let used = polls(&count);
+    eprintln!(
+        "ping flood: {used} transport polls, peer done: {}",
+        writer.is_finished()
+    );
+    assert!(used < 200_000, "busy loop: {used} transport polls");
+    let mut peer = if writer.is_finished() {
+        writer.await.unwrap()
+    } else {
+        // Still blocked: our side stopped reading (bounded) without spinning. Unblock it.
+        writer.abort();
+        reader.abort();
+        return;
+    };
+    // Everything was read: the connection is still alive and answers.
+    peer.write_all(&FrameBuilder::text(b"done").build())
+        .await
+        .unwrap();
+    let (_ws, r) = timeout(PROMPT, reader).await.unwrap().unwrap();
+    assert_eq!(r, Some(Ok(Message::text("done"))));
 }

@@ -1,5 +1,7 @@
-//! Helpers shared by the sonar-async integration tests: in-memory endpoints, and a raw peer's
-//! frame and handshake readers over a tokio pipe (sonar-testkit's, through `Compat`).
+//! Helpers shared by the sonar-async integration tests: in-memory pairs of sonar endpoints,
+//! sonar clients of a raw scripted peer, the peer's frame and handshake readers over a tokio
+//! pipe (sonar-testkit's, through `Compat`), configurations and bounded waits.
+//! [`peer`] holds what a raw peer reads and checks, [`transports`] the scripted transports.
 #![allow(
     dead_code,
     unreachable_pub,
@@ -8,12 +10,56 @@
     clippy::panic
 )]
 
+pub mod peer;
+pub mod transports;
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use sonar_async::{Config, Error, WebSocket};
 use sonar_tokio::{Compat, TokioTimer};
 use tokio::io::{AsyncWriteExt, DuplexStream, duplex};
 use tokio::task::JoinHandle;
+
+/// Guard for virtual-time tests (virtual seconds cost nothing).
+pub const LIMIT: Duration = Duration::from_secs(300);
+/// Far below every keepalive deadline in these tests: only an I/O wake-up answers in time.
+pub const PROMPT: Duration = Duration::from_secs(1);
+
+/// Keepalive off: the keeper has no deadline of its own, so anything that happens must have
+/// been triggered by a wake-up (or by the keeper's watch over a hand-off not taken).
+pub fn quiet() -> Config {
+    let mut cfg = Config::default()
+        .with_ping_interval(None)
+        .with_pong_timeout(None);
+    cfg.keepalive.write_stall_timeout = None;
+    cfg
+}
+
+/// `cfg` with a write queue of 4 messages and a 4 KiB write buffer: a writer soon waits.
+pub fn small_queues(mut cfg: Config) -> Config {
+    cfg = cfg.with_write_queue(4);
+    cfg.write_buffer = 4 * 1024;
+    cfg
+}
+
+/// Waits until `cond` holds: checked every millisecond (on tokio's paused clock, each check
+/// comes once every task is idle), at most 10,000 times and within [`LIMIT`]; panics naming
+/// `what` otherwise.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let wait = async {
+        for _ in 0..10_000 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("{what}: not after 10,000 checks");
+    };
+    tokio::time::timeout(LIMIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within {LIMIT:?}"));
+}
 
 pub fn timer() -> Arc<dyn sonar_async::Timer> {
     Arc::new(TokioTimer)
