@@ -14,7 +14,7 @@ use tokio::time::timeout;
 
 mod support;
 use support::peer::text_payload;
-use support::{LIMIT, PROMPT, pair, quiet, raw_client, read_frame, small_queues};
+use support::{LIMIT, PROMPT, pair, quiet, raw_client, read_frame, settle, small_queues};
 
 // recv() is cancel safe: racing it against a timer in select! loses no message.
 #[tokio::test(start_paused = true)]
@@ -119,7 +119,7 @@ async fn cancelled_send_does_not_strand_other_writers() {
         b.send(Message::text(text_payload(1000))).await.unwrap();
         b
     });
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    settle().await;
     assert!(!other.is_finished());
     // Cancel a second waiting send of `a` (with `b` also waiting).
     assert!(
@@ -165,12 +165,18 @@ async fn pings_are_answered_after_a_cancelled_recv() {
         peer.write_all(&FrameBuilder::ping(&[7, i]).build())
             .await
             .unwrap();
+        let sent = tokio::time::Instant::now();
         // Far below the keepalive interval (20 s): only an I/O wake-up can answer in time.
         let (b0, payload) = timeout(Duration::from_secs(1), read_frame(&mut peer))
             .await
             .expect("the ping is answered while nobody reads");
         assert_eq!(b0, 0x8a);
         assert_eq!(payload, [7, i]);
+        let waited = sent.elapsed();
+        assert!(
+            waited <= 2 * sonar_async::TAKEOVER_DELAY,
+            "ping {i} answered after {waited:?}"
+        );
     }
     // The messages are still there for the next reader.
     peer.write_all(&FrameBuilder::text(b"after").build())
@@ -188,17 +194,23 @@ async fn ping_is_answered_while_a_kept_recv_future_is_not_polled() {
     let (ws, mut peer, _driver) = raw_client(quiet(), 64 * 1024).await;
     let (mut rd, _wr) = ws.into_split();
     // Let the keeper run its first round and go to sleep.
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    settle().await;
     let mut recv = Box::pin(rd.recv());
     assert!(futures_util::poll!(&mut recv).is_pending());
     peer.write_all(&FrameBuilder::ping(b"k").build())
         .await
         .unwrap();
+    let sent = tokio::time::Instant::now();
     // The application is busy with something else; `recv` is neither polled nor dropped.
     let (b0, p) = timeout(PROMPT, read_frame(&mut peer))
         .await
         .expect("the keeper answers the ping");
     assert_eq!((b0, p.as_slice()), (0x8a, &b"k"[..]));
+    let waited = sent.elapsed();
+    assert!(
+        waited <= 2 * sonar_async::TAKEOVER_DELAY,
+        "the keeper took over after {waited:?}"
+    );
     drop(recv);
 }
 

@@ -12,7 +12,10 @@ use tokio::time::{Instant, timeout};
 
 mod support;
 use support::peer::{STREAM, expect_close_1000, read_until, text_payload};
-use support::{LIMIT, PROMPT, pair, quiet, raw_client, raw_client_first, read_frame, small_queues};
+use support::{
+    LIMIT, PROMPT, pair, quiet, raw_client, raw_client_first, read_frame, settle, small_queues,
+    wait_until,
+};
 
 // `close()` from the writer task while another task is parked in `recv()`: recv ends with
 // None, close returns, both sides see Close 1000 (on two threads, real time).
@@ -41,8 +44,8 @@ async fn close_from_writer_task_ends_parked_recv() {
             wr.send(Message::text(format!("{i}"))).await.unwrap();
         }
         wr.flush().await.unwrap();
-        // Let the echoes arrive and the reader park again.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The echoes arrive (the reader then parks again).
+        wait_until("every echo is back", || wr.stats().messages_in == 100).await;
         wr.close(CloseCode::NORMAL, "bye").await.unwrap();
         let (got, status) = reader.await.unwrap();
         assert_eq!(got, 100);
@@ -68,7 +71,7 @@ async fn close_while_recv_parked_completes_without_timeout() {
     let (ws, mut peer, _driver) = raw_client(quiet(), 64 * 1024).await;
     let (mut rd, mut wr) = ws.into_split();
     let reader = tokio::spawn(async move { rd.recv().await.map(|r| r.map_err(|e| e.to_string())) });
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    settle().await;
     let start = tokio::time::Instant::now();
     let closer = tokio::spawn(async move {
         wr.close(CloseCode::NORMAL, "bye").await.unwrap();
@@ -99,6 +102,7 @@ async fn close_while_recv_parked_completes_without_timeout() {
 #[tokio::test(start_paused = true)]
 async fn peer_close_arriving_while_flush_waits_is_answered() {
     let (mut ws, mut peer, _driver) = raw_client(small_queues(quiet()), 4 * 1024).await;
+    let watch = ws.sender();
     let writer = tokio::spawn(async move {
         for i in 0..3 {
             ws.send(Message::text(text_payload(i))).await.unwrap();
@@ -110,12 +114,12 @@ async fn peer_close_arriving_while_flush_waits_is_answered() {
         ws.flush().await.unwrap();
         ws
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("bytes wait for the peer", || watch.buffered_amount() > 0).await;
     assert!(!writer.is_finished());
     peer.write_all(&FrameBuilder::close(1000, b"bye").build())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    settle().await;
     let mut next = 0;
     let close = timeout(PROMPT, read_until(&mut peer, 0x88, &mut next))
         .await
@@ -125,36 +129,10 @@ async fn peer_close_arriving_while_flush_waits_is_answered() {
     let _ws = timeout(PROMPT, writer).await.unwrap().unwrap();
 }
 
-// A writer blocked on a full queue when the application starts closing: its `send` fails
-// promptly (it can never queue) instead of sleeping until the connection has finished.
-#[tokio::test(start_paused = true)]
-async fn blocked_send_fails_promptly_when_closing_starts() {
-    let (ws, _peer, _driver) = raw_client(small_queues(quiet()), 4 * 1024).await;
-    let mut closer = ws.sender();
-    let mut ws = ws;
-    let writer = tokio::spawn(async move {
-        let mut result = Ok(());
-        for i in 0..40 {
-            result = ws.send(Message::text(text_payload(i))).await;
-            if result.is_err() {
-                break;
-            }
-        }
-        result
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!writer.is_finished());
-    let close = tokio::spawn(async move { closer.close(CloseCode::NORMAL, "").await });
-    let r = timeout(PROMPT, writer)
-        .await
-        .expect("the blocked send returns once closing started")
-        .unwrap();
-    assert!(r.is_err());
-    drop(close);
-}
-
-// The rest of the case above: the peer never reads, so our Close never leaves; the blocked
-// send has failed at once, and `close` returns `CloseTimeout` by the close timeout (3 s).
+// A writer blocked on a full queue (the peer never reads) when the application starts
+// closing: its `send` fails promptly (it can never queue) instead of sleeping until the
+// connection has finished; our Close never leaves, so `close` returns `CloseTimeout` by the
+// close timeout (3 s).
 #[tokio::test(start_paused = true)]
 async fn blocked_send_fails_at_once_and_close_ends_by_the_close_timeout() {
     let cfg = small_queues(quiet()).with_close_timeout(Duration::from_secs(3));
@@ -167,7 +145,7 @@ async fn blocked_send_fails_at_once_and_close_ends_by_the_close_timeout() {
         }
         Ok::<_, Error>(ws)
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("bytes wait for the peer", || closer.buffered_amount() > 0).await;
     assert!(!writer.is_finished());
     let start = tokio::time::Instant::now();
     let close = tokio::spawn(async move { closer.close(CloseCode::NORMAL, "").await });
@@ -288,6 +266,7 @@ async fn transport_eof_without_close_is_an_abnormal_closure() {
 async fn peer_eof_ends_parked_recv_and_blocked_send() {
     let (ws, peer, driver) = raw_client(small_queues(quiet()), 4 * 1024).await;
     let (mut rd, mut wr) = ws.into_split();
+    let watch = wr.clone();
     let reader = tokio::spawn(async move {
         let r = rd.recv().await.map(|r| r.map_err(|e| e.to_string()));
         (rd, r)
@@ -300,7 +279,7 @@ async fn peer_eof_ends_parked_recv_and_blocked_send() {
         }
         STREAM
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("bytes wait for the peer", || watch.buffered_amount() > 0).await;
     assert!(!reader.is_finished() && !writer.is_finished());
     drop(peer);
     let (rd, r) = timeout(PROMPT, reader)
@@ -332,19 +311,19 @@ async fn dropping_every_handle_sends_close_1000() {
             1 => {
                 let (rd, wr) = ws.into_split();
                 drop(rd);
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                settle().await;
                 drop(wr);
             }
             2 => {
                 let (rd, wr) = ws.into_split();
                 drop(wr);
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                settle().await;
                 drop(rd);
             }
             _ => {
                 let extra = ws.sender();
                 drop(ws);
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                settle().await;
                 peer.write_all(&FrameBuilder::ping(b"still").build())
                     .await
                     .unwrap();
@@ -392,7 +371,7 @@ async fn dropping_the_driver_ends_a_parked_recv() {
         let second = rd.recv().await;
         (first.map(|r| r.is_err()), second.is_none())
     });
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    settle().await;
     assert!(!reader.is_finished());
     driver.abort();
     assert!(driver.await.unwrap_err().is_cancelled());
@@ -417,13 +396,14 @@ async fn dropping_the_driver_ends_a_parked_recv() {
 #[tokio::test(start_paused = true)]
 async fn dropping_the_driver_ends_a_blocked_send() {
     let (mut ws, _peer, driver) = raw_client(small_queues(quiet()), 4 * 1024).await;
+    let watch = ws.sender();
     let writer = tokio::spawn(async move {
         for i in 0..40 {
             ws.send(Message::text(text_payload(i))).await?;
         }
         Ok::<_, Error>(())
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("bytes wait for the peer", || watch.buffered_amount() > 0).await;
     assert!(!writer.is_finished());
     driver.abort();
     let r = timeout(PROMPT, writer)

@@ -15,7 +15,8 @@ use tokio::time::{Instant, timeout};
 mod support;
 use support::peer::{STREAM, drain_texts, read_until, text_payload};
 use support::{
-    LIMIT, PROMPT, quiet, raw_client, raw_client_first, read_frame, small_queues, wait_until,
+    LIMIT, PROMPT, quiet, raw_client, raw_client_first, read_frame, settle, small_queues,
+    wait_until,
 };
 
 // The application only writes and never reads: the peer's pings are still answered.
@@ -107,12 +108,12 @@ async fn ping_arriving_while_send_or_sink_is_blocked_is_answered() {
     }
 }
 
-// Same as above without any blocked writer: the keeper alone answers (control test for the
-// one above).
+// Same as above without any blocked writer: nobody waits, so the hub wakes the keeper, which
+// answers (control test for the one above).
 #[tokio::test(start_paused = true)]
 async fn ping_is_answered_while_the_application_is_idle() {
     let (_ws, mut peer, _driver) = raw_client(quiet(), 4 * 1024).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    settle().await;
     peer.write_all(&FrameBuilder::ping(b"p1").build())
         .await
         .unwrap();
@@ -121,23 +122,23 @@ async fn ping_is_answered_while_the_application_is_idle() {
 }
 
 // Default configuration, a sender streaming without end (always waiting for room) and a peer
-// that reads everything quickly and sends one Ping: the Pong must come within a second. (When a
-// waiting writer drove writes only, it came with our own keepalive ping ~20 s later, the
-// keeper's next deadline: more than a typical peer's pong timeout.)
+// that reads everything quickly and sends one Ping: the Pong comes within a second, not with
+// our own keepalive ping ~20 s later (more than a typical peer's pong timeout).
 #[tokio::test(start_paused = true)]
 async fn ping_is_answered_while_streaming_at_line_rate() {
     let (mut ws, mut peer, _driver) = raw_client(small_queues(Config::default()), 4 * 1024).await;
+    let watch = ws.sender();
     let writer = tokio::spawn(tokio::task::unconstrained(async move {
         let mut i = 0usize;
         while ws.send(Message::text(text_payload(i % 1000))).await.is_ok() {
             i += 1;
         }
     }));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("bytes wait for the peer", || watch.buffered_amount() > 0).await;
     peer.write_all(&FrameBuilder::ping(b"p1").build())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("the ping is read", || watch.stats().pings_received == 1).await;
     let start = tokio::time::Instant::now();
     let mut frames = 0u64;
     let latency = loop {
@@ -180,6 +181,7 @@ async fn every_ping_of_a_burst_is_answered_when_writable() {
 async fn user_ping_while_send_is_blocked_goes_out() {
     let (ws, mut peer, _driver) = raw_client(small_queues(quiet()), 4 * 1024).await;
     let pinger = ws.sender();
+    let watch = ws.sender();
     let mut ws = ws;
     // Unconstrained: tokio's cooperative budget must not hand the keeper a spurious wake-up
     // that would hide a lost one.
@@ -189,10 +191,10 @@ async fn user_ping_while_send_is_blocked_goes_out() {
         }
         ws
     }));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("bytes wait for the peer", || watch.buffered_amount() > 0).await;
     assert!(!writer.is_finished(), "the writer waits for room");
     let ping = tokio::spawn(async move { pinger.ping_with(b"u1".to_vec()).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("the user ping is queued", || watch.stats().pings_sent == 1).await;
     let mut next = 0;
     let payload = timeout(PROMPT, read_until(&mut peer, 0x89, &mut next))
         .await
@@ -238,7 +240,7 @@ async fn user_ping_survives_broken_pongs() {
         .unwrap();
     let rtt = timeout(LIMIT, waiter).await.unwrap().unwrap().unwrap();
     assert_eq!(rtt, Duration::from_millis(20));
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    wait_until("the last pong is read", || ws.stats().pongs_unmatched >= 4).await;
     assert_eq!(ws.stats().pongs_unmatched, 4);
 }
 
@@ -254,7 +256,7 @@ async fn answering_peer_stays_alive_and_rtt_is_measured() {
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    wait_until("the last pong is read", || ws.stats().pongs_matched == 5).await;
     let rtt = ws.rtt().expect("rtt measured");
     assert!(
         rtt.last >= Duration::from_millis(50) && rtt.last < Duration::from_millis(60),

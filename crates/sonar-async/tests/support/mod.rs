@@ -61,6 +61,13 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         .unwrap_or_else(|_| panic!("{what}: not within {LIMIT:?}"));
 }
 
+/// Lets every task run until none can: on tokio's paused clock a sleep ends only once every
+/// task is idle. For a check that something has *not* happened (a task still waits); 1 ms
+/// of virtual time passes, less than `sonar_async::TAKEOVER_DELAY`.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
 pub fn timer() -> Arc<dyn sonar_async::Timer> {
     Arc::new(TokioTimer)
 }
