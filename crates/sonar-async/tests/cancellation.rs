@@ -14,7 +14,9 @@ use tokio::time::timeout;
 
 mod support;
 use support::peer::text_payload;
-use support::{LIMIT, PROMPT, pair, quiet, raw_client, read_frame, settle, small_queues};
+use support::{
+    LIMIT, PROMPT, pair, quiet, raw_client, read_frame, recv_message, settle, small_queues,
+};
 
 // recv() is cancel safe: racing it against a timer in select! loses no message.
 #[tokio::test(start_paused = true)]
@@ -182,7 +184,7 @@ async fn pings_are_answered_after_a_cancelled_recv() {
     peer.write_all(&FrameBuilder::text(b"after").build())
         .await
         .unwrap();
-    let m = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    let m = recv_message(&mut ws).await;
     assert_eq!(m, Message::text("after"));
 }
 

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use sonar_async::{CloseCode, Config, Error, Message};
 use sonar_core::testing::FrameBuilder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, timeout};
 
 mod support;
-use support::peer::{STREAM, expect_close_1000, read_until, text_payload};
+use support::peer::{STREAM, expect_close_1000, expect_eof, read_until, text_payload};
 use support::{
-    LIMIT, PROMPT, pair, quiet, raw_client, raw_client_first, read_frame, settle, small_queues,
-    wait_until,
+    LIMIT, PROMPT, pair, quiet, raw_client, raw_client_first, read_frame, recv_error, recv_message,
+    settle, small_queues, wait_until,
 };
 
 // `close()` from the writer task while another task is parked in `recv()`: recv ends with
@@ -89,12 +89,7 @@ async fn close_while_recv_parked_completes_without_timeout() {
     assert_eq!(timeout(PROMPT, reader).await.unwrap().unwrap(), None);
     let _wr = timeout(PROMPT, closer).await.unwrap().unwrap();
     assert!(start.elapsed() < PROMPT);
-    let mut rest = Vec::new();
-    assert_eq!(
-        peer.read_to_end(&mut rest).await.unwrap(),
-        0,
-        "transport closed"
-    );
+    expect_eof(&mut peer, "transport closed").await;
 }
 
 // The peer's Close arrives while the application waits in `flush` (peer not reading): once the
@@ -175,13 +170,9 @@ async fn protocol_error_is_reported_after_earlier_messages() {
     let mut first = FrameBuilder::text(b"before").build();
     first.extend(FrameBuilder::new(0x0b, b"").build()); // reserved opcode
     let (mut ws, mut peer, _driver) = raw_client_first(Config::default(), 64 * 1024, &first).await;
-    let m = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    let m = recv_message(&mut ws).await;
     assert_eq!(m, Message::text("before"));
-    let err = timeout(LIMIT, ws.recv())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap_err();
+    let err = recv_error(&mut ws).await;
     assert_eq!(err.close_code(), Some(CloseCode::PROTOCOL_ERROR));
     let (b0, close) = read_frame(&mut peer).await;
     assert_eq!((b0, &close[..]), (0x88, &1002u16.to_be_bytes()[..]));
@@ -246,13 +237,9 @@ async fn transport_eof_without_close_is_an_abnormal_closure() {
     let first = FrameBuilder::text(b"last words").build();
     let (mut ws, mut peer, _driver) = raw_client_first(Config::default(), 64 * 1024, &first).await;
     peer.shutdown().await.unwrap();
-    let m = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    let m = recv_message(&mut ws).await;
     assert_eq!(m, Message::text("last words"));
-    let err = timeout(LIMIT, ws.recv())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap_err();
+    let err = recv_error(&mut ws).await;
     assert!(matches!(err, Error::AbnormalClosure), "{err}");
     assert!(timeout(LIMIT, ws.recv()).await.unwrap().is_none());
     let status = ws.close_status().unwrap();
@@ -381,14 +368,7 @@ async fn dropping_the_driver_ends_a_parked_recv() {
         .unwrap();
     assert_eq!(first, Some(true), "the error is reported once");
     assert!(second, "then the end");
-    let mut rest = Vec::new();
-    assert_eq!(
-        timeout(PROMPT, peer.read_to_end(&mut rest))
-            .await
-            .unwrap()
-            .unwrap(),
-        0
-    );
+    expect_eof(&mut peer, "the driver is gone").await;
     drop(wr);
 }
 

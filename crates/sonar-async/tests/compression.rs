@@ -9,6 +9,7 @@ use sonar_async::{CloseCode, Config, DeflateConfig, Message};
 use tokio::time::timeout;
 
 mod support;
+use support::{recv_error, recv_message};
 
 const LIMIT: Duration = Duration::from_secs(300);
 
@@ -26,18 +27,10 @@ async fn deflate_is_negotiated_by_default_and_compresses_both_ways() {
         support::pair(Config::default(), Config::default(), 1 << 16).await;
     let text = compressible(64 * 1024);
     client.send(text.clone()).await.unwrap();
-    let got = timeout(LIMIT, server.recv())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let got = recv_message(&mut server).await;
     assert_eq!(got.as_text(), Some(text.as_str()));
     server.send(got).await.unwrap();
-    let echoed = timeout(LIMIT, client.recv())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let echoed = recv_message(&mut client).await;
     assert_eq!(echoed.as_text(), Some(text.as_str()));
 
     let sent = client.stats().deflate.expect("negotiated");
@@ -64,11 +57,7 @@ async fn either_side_turning_deflate_off_means_no_compression() {
         let (mut client, mut server) = support::pair(client_cfg, server_cfg, 1 << 16).await;
         let text = compressible(4096);
         client.send(text.clone()).await.unwrap();
-        let got = timeout(LIMIT, server.recv())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let got = recv_message(&mut server).await;
         assert_eq!(got.as_text(), Some(text.as_str()));
         assert!(client.stats().deflate.is_none() && server.stats().deflate.is_none());
         assert!(server.stats().bytes_in >= 4096);
@@ -86,11 +75,7 @@ async fn an_inflated_message_over_the_limit_fails_with_1009() {
         .await
         .unwrap();
     assert!(client.stats().bytes_out < 16 * 1024, "{:?}", client.stats());
-    let err = timeout(LIMIT, server.recv())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap_err();
+    let err = recv_error(&mut server).await;
     assert_eq!(err.close_code(), Some(CloseCode::TOO_BIG), "{err:?}");
     // The client hears the server's Close 1009.
     let end = timeout(LIMIT, client.recv()).await.unwrap();

@@ -11,7 +11,7 @@ use tokio::time::timeout;
 
 mod support;
 use support::transports::Trickle;
-use support::{LIMIT, pair, timer};
+use support::{LIMIT, pair, recv_message, timer};
 
 #[tokio::test(start_paused = true)]
 async fn echo_text_and_binary_of_many_sizes() {
@@ -30,11 +30,7 @@ async fn echo_text_and_binary_of_many_sizes() {
             Message::binary(Bytes::from(vec![i as u8; n]))
         };
         client.send(msg.clone()).await.unwrap();
-        let got = timeout(LIMIT, client.recv())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let got = recv_message(&mut client).await;
         assert_eq!(got, msg, "size {n}");
     }
     client.close(CloseCode::NORMAL, "done").await.unwrap();
@@ -104,10 +100,7 @@ async fn one_byte_reads_and_writes_with_pending_change_nothing() {
     for n in [0usize, 1, 126, 3000] {
         let msg = Message::text("ä".repeat(n));
         ws.send(msg.clone()).await.unwrap();
-        assert_eq!(
-            timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap(),
-            msg
-        );
+        assert_eq!(recv_message(&mut ws).await, msg);
     }
     ws.close(CloseCode::GOING_AWAY, "bye").await.unwrap();
     let status = timeout(LIMIT, server).await.unwrap().unwrap();

@@ -11,7 +11,7 @@ use tokio::io::duplex;
 use tokio::time::{Instant, timeout};
 
 mod support;
-use support::{LIMIT, raw_client_first, read_frame, timer};
+use support::{LIMIT, raw_client_first, read_frame, recv_message, timer};
 
 // C-24 / B6: the 101 and the first frames arrive in one write; the Ping is answered and the
 // Text delivered (spec T18 through the whole stack).
@@ -20,7 +20,7 @@ async fn frames_coalesced_with_the_101_are_not_lost() {
     let mut first = FrameBuilder::ping(b"hi").build();
     first.extend(FrameBuilder::text(b"Hello").build());
     let (mut ws, mut peer, _driver) = raw_client_first(Config::default(), 64 * 1024, &first).await;
-    let m = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    let m = recv_message(&mut ws).await;
     assert_eq!(m, Message::text("Hello"));
     let (b0, payload) = timeout(LIMIT, read_frame(&mut peer)).await.unwrap();
     assert_eq!(b0, 0x8a, "pong with FIN set");
@@ -40,7 +40,7 @@ async fn from_upgraded_consumes_leftover_first() {
         timer(),
     );
     tokio::spawn(driver);
-    let m = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    let m = recv_message(&mut ws).await;
     assert_eq!(m, Message::text("early"));
     ws.send(Message::text("reply")).await.unwrap();
     let (b0, payload) = read_frame(&mut b).await;

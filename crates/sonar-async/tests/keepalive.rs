@@ -9,14 +9,14 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use sonar_async::{Config, Error, Message, WebSocket};
 use sonar_core::testing::FrameBuilder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, timeout};
 
 mod support;
-use support::peer::{STREAM, drain_texts, read_until, text_payload};
+use support::peer::{STREAM, drain_texts, expect_eof, read_until, text_payload};
 use support::{
-    LIMIT, PROMPT, quiet, raw_client, raw_client_first, read_frame, settle, small_queues,
-    wait_until,
+    LIMIT, PROMPT, quiet, raw_client, raw_client_first, read_frame, recv_error, settle,
+    small_queues, wait_until,
 };
 
 // The application only writes and never reads: the peer's pings are still answered.
@@ -275,11 +275,7 @@ async fn silent_peer_is_declared_dead_within_interval_plus_timeout() {
         .with_pong_timeout(Some(Duration::from_secs(20)));
     let start = Instant::now();
     let (mut ws, mut peer, _driver) = raw_client(cfg, 64 * 1024).await;
-    let err = timeout(LIMIT, ws.recv())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap_err();
+    let err = recv_error(&mut ws).await;
     let elapsed = start.elapsed();
     assert!(err.is_timeout(), "{err}");
     assert!(matches!(err, Error::Keepalive(_)));
@@ -295,14 +291,7 @@ async fn silent_peer_is_declared_dead_within_interval_plus_timeout() {
     assert_eq!(&close[..2], &1011u16.to_be_bytes());
     assert_eq!(&close[2..], b"keepalive ping timeout");
     // And the transport is closed without waiting for the peer's Close.
-    let mut rest = Vec::new();
-    assert_eq!(
-        timeout(LIMIT, peer.read_to_end(&mut rest))
-            .await
-            .unwrap()
-            .unwrap(),
-        0
-    );
+    expect_eof(&mut peer, "after Close 1011").await;
 }
 
 // K-13: the peer stops reading; once our writes make no progress for write_stall_timeout
@@ -316,11 +305,7 @@ async fn write_stall_is_detected() {
     ws.send(Message::binary(Bytes::from(vec![7u8; 1 << 20])))
         .await
         .unwrap();
-    let err = timeout(LIMIT, ws.recv())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap_err();
+    let err = recv_error(&mut ws).await;
     let elapsed = start.elapsed();
     assert!(
         matches!(

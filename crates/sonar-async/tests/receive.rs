@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sonar_async::{Config, Message};
 use sonar_core::testing::FrameBuilder;
-use support::{LIMIT, raw_client, read_frame};
+use support::{raw_client, read_frame, recv_message};
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
@@ -85,7 +85,7 @@ async fn recv_returns_the_first_large_message_before_reading_all_input() {
         burst.extend(FrameBuilder::binary(&vec![i as u8; SIZE]).build());
     }
     peer.write_all(&burst).await.unwrap();
-    let first = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+    let first = recv_message(&mut ws).await;
     assert_eq!(first, Message::binary(vec![0u8; SIZE]));
     let read_so_far = ws.stats().bytes_in as usize;
     assert!(
@@ -94,7 +94,7 @@ async fn recv_returns_the_first_large_message_before_reading_all_input() {
         burst.len()
     );
     for i in 1..COUNT {
-        let m = timeout(LIMIT, ws.recv()).await.unwrap().unwrap().unwrap();
+        let m = recv_message(&mut ws).await;
         assert_eq!(m, Message::binary(vec![i as u8; SIZE]), "message {i}");
     }
 }

@@ -68,6 +68,24 @@ pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
+/// The next message `ws` receives (within [`LIMIT`]).
+pub async fn recv_message(ws: &mut WebSocket) -> sonar_async::Message {
+    tokio::time::timeout(LIMIT, ws.recv())
+        .await
+        .expect("a message in time")
+        .expect("a message, not the end")
+        .expect("a message, not an error")
+}
+
+/// The error `ws` receives next (within [`LIMIT`]).
+pub async fn recv_error(ws: &mut WebSocket) -> Error {
+    tokio::time::timeout(LIMIT, ws.recv())
+        .await
+        .expect("an error in time")
+        .expect("an error, not the end")
+        .expect_err("an error, not a message")
+}
+
 pub fn timer() -> Arc<dyn sonar_async::Timer> {
     Arc::new(TokioTimer)
 }

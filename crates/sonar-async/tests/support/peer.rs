@@ -53,13 +53,15 @@ pub async fn expect_close_1000(peer: &mut DuplexStream) {
         .await
         .unwrap();
     peer.shutdown().await.unwrap();
+    expect_eof(peer, "transport closed after the handshake").await;
+}
+
+/// The transport ends (within [`PROMPT`]) with nothing more on it; `what` names the moment.
+pub async fn expect_eof(peer: &mut DuplexStream, what: &str) {
     let mut rest = Vec::new();
-    assert_eq!(
-        timeout(PROMPT, peer.read_to_end(&mut rest))
-            .await
-            .unwrap()
-            .unwrap(),
-        0,
-        "transport closed after the handshake"
-    );
+    let n = timeout(PROMPT, peer.read_to_end(&mut rest))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the transport is still open"))
+        .unwrap();
+    assert_eq!(n, 0, "{what}: {n} more bytes");
 }
