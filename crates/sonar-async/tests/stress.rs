@@ -110,9 +110,6 @@ async fn stress(client: WebSocket, server: WebSocket, n: u32) {
 
 // 20,000 messages each way at once, each echoed back, reader and writers in separate tasks on
 // two worker threads: every message arrives, in order, and nothing stalls.
-
-// 20,000 messages each way at once, each echoed back, reader and writers in separate tasks on
-// two worker threads: every message arrives, in order, and nothing stalls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_halves_echo_20k_both_ways_on_two_threads() {
     let run = async {
