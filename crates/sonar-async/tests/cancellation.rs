@@ -168,7 +168,8 @@ async fn pings_are_answered_after_a_cancelled_recv() {
             .await
             .unwrap();
         let sent = tokio::time::Instant::now();
-        // Far below the keepalive interval (20 s): only an I/O wake-up can answer in time.
+        // Far below the keepalive interval (20 s): only the keeper taking over the hand-off of
+        // the transport's wake-up can answer in time.
         let (b0, payload) = timeout(Duration::from_secs(1), read_frame(&mut peer))
             .await
             .expect("the ping is answered while nobody reads");

@@ -69,8 +69,8 @@ impl Via {
 
 // The application only sends and is blocked on a full queue (the peer does not read) when
 // the peer sends a Ping: the wake-up goes to the waiting writer, which reads it, and once the
-// peer reads again the Pong comes right behind what was queued (keepalive off, so no deadline
-// can rescue a lost wake-up). The same through `send` and through the `Sink`.
+// peer reads again the Pong comes right behind what was queued (keepalive off, so no keepalive
+// deadline can rescue a lost wake-up). The same through `send` and through the `Sink`.
 #[tokio::test(start_paused = true)]
 async fn ping_arriving_while_send_or_sink_is_blocked_is_answered() {
     for via in [Via::Send, Via::Sink] {

@@ -23,7 +23,8 @@ use tokio::task::JoinHandle;
 
 /// Guard for virtual-time tests (virtual seconds cost nothing).
 pub const LIMIT: Duration = Duration::from_secs(300);
-/// Far below every keepalive deadline in these tests: only an I/O wake-up answers in time.
+/// Far below every keepalive deadline in these tests: only a transport wake-up (taken by the
+/// waiting task, or by the keeper's watch within `TAKEOVER_DELAY`) answers in time.
 pub const PROMPT: Duration = Duration::from_secs(1);
 
 /// Keepalive off: the keeper has no deadline of its own, so anything that happens must have
