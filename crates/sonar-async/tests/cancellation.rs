@@ -234,6 +234,7 @@ async fn select_loop_of_next_and_a_ticking_sender() {
                 },
                 _ = tick.tick() => {
                     ticks += 1;
+                    assert!(ticks < 100_000, "the peer never closed");
                     if ticks <= 100 {
                         SinkExt::send(&mut ws, Message::text(format!("t{ticks}"))).await.unwrap();
                     }
