@@ -220,7 +220,7 @@ async fn ping_is_answered_while_a_kept_recv_future_is_not_polled() {
 // recv cancelled repeatedly by a timer in a `select!` loop that also sends on each tick:
 // no message is lost, pings are answered, every tick's message reaches the peer.
 #[tokio::test(start_paused = true)]
-async fn select_loop_of_next_and_a_ticking_sender() {
+async fn next_cancelled_by_a_ticking_select_loses_nothing_and_pings_are_answered() {
     let (mut ws, mut peer, _driver) = raw_client(quiet(), 64 * 1024).await;
     let app = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(7));

@@ -46,7 +46,7 @@ async fn echo_text_and_binary_of_many_sizes() {
 
 // Stream/Sink echo between two sonar endpoints: `next()` and `SinkExt::send` on both sides.
 #[tokio::test(start_paused = true)]
-async fn stream_and_sink_echo() {
+async fn stream_and_sink_round_trip_every_message() {
     let (mut client, server) = pair(Config::default(), Config::default(), 16 * 1024).await;
     let echo = tokio::spawn(async move {
         let (mut rx, mut tx) = server.into_split();
