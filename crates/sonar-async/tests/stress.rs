@@ -108,17 +108,22 @@ async fn stress(client: WebSocket, server: WebSocket, n: u32) {
     assert_eq!(stats.messages_in, u64::from(2 * n));
 }
 
-// 20,000 messages each way at once, each echoed back, reader and writers in separate tasks on
-// two worker threads: every message arrives, in order, and nothing stalls.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn split_halves_echo_20k_both_ways_on_two_threads() {
+/// [`stress`] over an in-memory pair of `capacity` bytes per direction, within 120 s.
+async fn stress_in_memory(cfg: Config, capacity: usize, n: u32) {
     let run = async {
-        let (client, server) = pair(Config::default(), Config::default(), 64 * 1024).await;
-        stress(client, server, 20_000).await;
+        let (client, server) = pair(cfg.clone(), cfg, capacity).await;
+        stress(client, server, n).await;
     };
     timeout(Duration::from_secs(120), run)
         .await
         .expect("stress echo finished in time");
+}
+
+// 20,000 messages each way at once, each echoed back, reader and writers in separate tasks on
+// two worker threads: every message arrives, in order, and nothing stalls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_halves_echo_20k_both_ways_on_two_threads() {
+    stress_in_memory(Config::default(), 64 * 1024, 20_000).await;
 }
 
 // The same with every queue at its minimum (one message in, one out, a one-byte write
@@ -128,13 +133,7 @@ async fn split_halves_echo_20k_both_ways_on_two_threads() {
 async fn split_halves_echo_with_minimal_queues_on_two_threads() {
     let mut cfg = Config::default().with_read_queue(1).with_write_queue(1);
     cfg.write_buffer = 1;
-    let run = async {
-        let (client, server) = pair(cfg.clone(), cfg, 64).await;
-        stress(client, server, 3_000).await;
-    };
-    timeout(Duration::from_secs(120), run)
-        .await
-        .expect("stress echo finished in time");
+    stress_in_memory(cfg, 64, 3_000).await;
 }
 
 // The same over real TCP on 127.0.0.1 (the kernel's buffers and readiness instead of a pipe).
