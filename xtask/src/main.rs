@@ -193,7 +193,12 @@ fn ci(args: &[String]) -> Result<(), String> {
     steps.push((
         "bench smoke".into(),
         Box::new(|| {
-            // Runs every benchmark once so that none of them rots; timings are not read.
+            // Runs every benchmark once so that none of them rots; timings are not read. On
+            // the `bench` profile (no LTO); the `sonar-serve` row runs the `sonar` built next
+            // to the harness (`target/release/`, the `bench` profile's directory).
+            let mut c = cargo();
+            c.args(["build", "--release", "--quiet", "-p", "sonar-cli"]);
+            run(c)?;
             let mut c = cargo();
             c.args(["bench", "-p", "sonar-benches", "--", "--test"]);
             run(c)

@@ -1,18 +1,25 @@
-//! End-to-end echo benchmark: sonar (tokio, smol, async-std, the axum extractor) against
-//! tokio-tungstenite, fastwebsockets, tokio-websockets, axum's own `extract::ws` and a raw-TCP
-//! echo (the ceiling), measured the way a user would measure them.
+//! End-to-end echo benchmark: sonar (tokio, smol, async-std, the axum extractor, and the
+//! `sonar serve` command) against tokio-tungstenite, fastwebsockets, tokio-websockets, axum's
+//! own `extract::ws` and raw-TCP echoes on tokio, smol and async-std (the
+//! ceilings), measured the way a user would measure them.
 //!
-//! - Every server runs in its own process (this executable run as `serve NAME`), on a
-//!   current-thread runtime (smol and async-std on one thread too); where `taskset` exists the
-//!   server runs on CPU 0 and the load generator on CPU 1.
+//! - Every server runs in its own process (this executable run as `serve NAME`, or for
+//!   `sonar-serve` the `sonar` executable built next to this one), on a current-thread runtime
+//!   (smol and async-std on one thread too; `sonar serve` on its default runtime); where
+//!   `taskset` exists the server runs on CPU 0 and the load generator on CPU 1.
 //! - One load generator for all (a current-thread tokio runtime): each connection writes one
 //!   pre-masked binary frame per write and counts echoes without copying them, so the client
 //!   costs the same for every server.
 //! - Every peer in its best documented echo shape (see `servers.rs`); all servers are built
-//!   into this one binary, so with the same profile.
+//!   into this one binary, so with the same profile, and `sonar` is taken from the same
+//!   profile's directory (`target/PROFILE/sonar`; `$SONAR_BIN` overrides it). Where it has not
+//!   been built the `sonar-serve` row is skipped with a note on stderr.
 //! - Rounds are interleaved (A B C .. A B C ..); a ratio is the median over rounds of the
-//!   server's rate divided by the best peer's rate in the same round. Each row also gives the
-//!   largest share of the machine's CPU that other processes took during one of its rounds.
+//!   server's rate divided by the best peer's rate in the same round. `vs raw TCP, same
+//!   runtime` is the same median with the raw-TCP echo of the row's runtime in place of the
+//!   best peer (`raw-tcp`, `raw-tcp-smol`, `raw-tcp-async-std`; `-` when that row is not in the
+//!   run). Each row also gives the largest share of the machine's CPU that other processes
+//!   took during one of its rounds.
 //!
 //! Usage (normally through `cargo xtask bench`):
 //! - `cargo bench -p sonar-benches --bench e2e -- --scenario 16:64:16 [--runs 5] [--secs 1]
@@ -42,8 +49,9 @@ use load::{Compression, Scenario};
 use servers::ServerKind;
 
 /// The Markdown header of the rows `run_scenario` prints.
-const TABLE_HEADER: &str = "| scenario | server | msgs/s | vs best peer | p50 | p99 | p99 vs best peer | \
-                            background CPU |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |";
+const TABLE_HEADER: &str = "| scenario | server | msgs/s | vs best peer | vs raw TCP, same runtime | p50 | \
+                            p99 | p99 vs best peer | background CPU |\n| --- | --- | ---: | ---: | ---: \
+                            | ---: | ---: | ---: | ---: |";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -64,6 +72,25 @@ fn main() {
             .collect(),
         None => servers::SERVERS.iter().collect(),
     };
+    // A server that is another executable (`sonar serve`) runs only where it was built.
+    let servers: Vec<&'static ServerKind> = servers
+        .into_iter()
+        .filter(|k| match k.launch {
+            servers::Launch::InProcess(_) => true,
+            servers::Launch::Command { program, env, .. } => {
+                let found = process::command_path(program, env).is_some();
+                if !found {
+                    eprintln!(
+                        "e2e: {}: no `{program}` next to this executable and ${env} unset: row \
+                         skipped (build it with the same profile: `cargo build --profile bench -p \
+                         sonar-cli`)",
+                        k.name
+                    );
+                }
+                found
+            }
+        })
+        .collect();
     let pin = process::can_pin() && process::pin_load_generator();
     if !pin {
         eprintln!("e2e: taskset or a second CPU is missing: server and load generator unpinned");

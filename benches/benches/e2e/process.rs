@@ -3,15 +3,20 @@
 //!
 //! The harness re-runs its own executable as `serve NAME`: the child starts the server, prints
 //! `addr ADDR`, answers each `rss` line on stdin with `rss BYTES` (its VmRSS), and stops when
-//! stdin closes. Where `taskset` exists and the machine has two CPUs or more, the server child
-//! runs on CPU 0 and the load generator (this process, every thread) on CPU 1.
+//! stdin closes. A server that is another executable (`sonar serve`, [`Launch::Command`]) is
+//! found next to this executable (`target/PROFILE/sonar` for `target/PROFILE/deps/e2e-HASH`,
+//! so built with the same profile) or at the path in its environment variable; its address
+//! comes from its `listening on ADDR` line, its VmRSS from `/proc/PID/status`, and it is
+//! stopped with SIGTERM. Where `taskset` exists and the machine has two CPUs or more, every
+//! server child runs on CPU 0 and the load generator (this process, every thread) on CPU 1.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::servers::{self, ServerKind};
+use crate::servers::{self, Launch, ServerKind};
 
 /// The CPU the server children run on.
 const SERVER_CPU: &str = "0";
@@ -39,6 +44,27 @@ pub fn pin_load_generator() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The executable of a [`Launch::Command`] server: `$env` if set, else `program` in the
+/// directory above this executable's `deps/` (where cargo puts the binaries of the same
+/// profile). None if it does not exist (build it with `cargo build --profile PROFILE -p
+/// sonar-cli`; `cargo xtask bench` does).
+pub fn command_path(program: &str, env: &str) -> Option<PathBuf> {
+    let path = match std::env::var_os(env) {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let exe = std::env::current_exe().ok()?;
+            let deps = exe.parent()?;
+            let dir = if deps.ends_with("deps") {
+                deps.parent()?
+            } else {
+                deps
+            };
+            dir.join(program)
+        }
+    };
+    path.is_file().then_some(path)
+}
+
 /// A server running in a child process.
 pub struct ServerProcess {
     pub kind: &'static ServerKind,
@@ -51,29 +77,50 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `kind` in a child (on the server CPU when `pin`) and waits for its address.
     pub fn start(kind: &'static ServerKind, pin: bool) -> ServerProcess {
-        let exe = std::env::current_exe().expect("current exe");
+        let (program, args): (PathBuf, Vec<&str>) = match &kind.launch {
+            Launch::InProcess(_) => (
+                std::env::current_exe().expect("current exe"),
+                vec!["serve", kind.name],
+            ),
+            Launch::Command { program, env, args } => (
+                command_path(program, env)
+                    .unwrap_or_else(|| panic!("{}: no {program} executable", kind.name)),
+                args.to_vec(),
+            ),
+        };
+        let external = matches!(kind.launch, Launch::Command { .. });
         let mut command = if pin {
             let mut c = Command::new("taskset");
-            c.args(["-c", SERVER_CPU]).arg(exe);
+            c.args(["-c", SERVER_CPU]).arg(program);
             c
         } else {
-            Command::new(exe)
+            Command::new(program)
         };
-        let mut child = command
-            .args(["serve", kind.name])
+        command
+            .args(args)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn server child");
+            .stdout(Stdio::piped());
+        if external {
+            // `sonar serve` logs every connection on stderr: kept out of the bench's output.
+            command.stderr(Stdio::null());
+        }
+        let mut child = command.spawn().expect("spawn server child");
         let stdin = child.stdin.take();
         let mut stdout = BufReader::new(child.stdout.take().expect("child stdout"));
         let mut first = String::new();
         stdout.read_line(&mut first).expect("child address line");
-        let addr = first
-            .trim()
-            .strip_prefix("addr ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("{}: no address from the child: {first:?}", kind.name));
+        let addr = if external {
+            first
+                .split_once("listening on ")
+                .and_then(|(_, rest)| rest.split_whitespace().next().and_then(|a| a.parse().ok()))
+        } else {
+            first
+                .trim()
+                .strip_prefix("addr ")
+                .and_then(|a| a.parse().ok())
+        };
+        let addr =
+            addr.unwrap_or_else(|| panic!("{}: no address from the child: {first:?}", kind.name));
         ServerProcess {
             kind,
             addr,
@@ -85,6 +132,9 @@ impl ServerProcess {
 
     /// The child's resident memory in bytes.
     pub fn rss(&mut self) -> u64 {
+        if let Launch::Command { .. } = self.kind.launch {
+            return vm_rss(&format!("/proc/{}/status", self.child.id()));
+        }
         let stdin = self.stdin.as_mut().expect("child stdin");
         writeln!(stdin, "rss").expect("ask rss");
         stdin.flush().expect("flush");
@@ -101,9 +151,15 @@ impl ServerProcess {
         process_ticks(&format!("/proc/{}/stat", self.child.id()))
     }
 
-    /// Closes the child's stdin and waits (up to 10 s, then kills it).
+    /// Closes the child's stdin (SIGTERM for another executable) and waits (up to 10 s, then
+    /// kills it).
     pub fn stop(mut self) {
         drop(self.stdin.take());
+        if let Launch::Command { .. } = self.kind.launch {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match self.child.try_wait() {
@@ -130,14 +186,15 @@ pub fn serve_child(name: &str) {
         if line.trim() != "rss" {
             break;
         }
-        println!("rss {}", vm_rss());
+        println!("rss {}", vm_rss("/proc/self/status"));
         let _ = std::io::stdout().flush();
     }
     server.stop();
 }
 
-fn vm_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// VmRSS in bytes from a `/proc/PID/status` file (0 where it cannot be read).
+fn vm_rss(path: &str) -> u64 {
+    let status = std::fs::read_to_string(path).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))

@@ -1,5 +1,6 @@
 //! Statistics and the Markdown rows: medians over interleaved rounds, ratios to the best peer
-//! of each round.
+//! of each round, and to the raw-TCP echo on the row's own runtime in the same round
+//! ([`ServerKind::ceiling`]; `-` when that echo is not among the servers run).
 
 use std::io::Write as _;
 
@@ -109,6 +110,12 @@ pub fn run_scenario(
         });
         let p99_ratio =
             per_run(&|r| rounds[i][r].sample.p99_us / best_of(r, |s| s.p99_us, f64::min));
+        let ceiling = kind
+            .ceiling
+            .and_then(|name| kinds.iter().position(|k| k.name == name));
+        let ceiling_ratio = ceiling.map_or(f64::NAN, |c| {
+            per_run(&|r| rounds[i][r].sample.msgs_per_sec / rounds[c][r].sample.msgs_per_sec)
+        });
         let background = rounds[i]
             .iter()
             .map(|r| r.background)
@@ -128,11 +135,12 @@ pub fn run_scenario(
             notes.push_str(" (fragments its echoes)");
         }
         println!(
-            "| {} | {}{notes} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {}{notes} | {} | {} | {} | {} | {} | {} | {} |",
             sc.label(),
             kind.name,
             fmt_rate(rate),
             fmt_ratio(ratio),
+            fmt_ratio(ceiling_ratio),
             fmt_us(p50),
             fmt_us(p99),
             fmt_ratio(p99_ratio),

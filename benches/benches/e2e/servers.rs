@@ -1,6 +1,11 @@
 //! The servers in the table: one entry per server, each an echo in its crate's best documented
-//! shape. A server runs in a child process of the harness (see `process.rs`); this module is
-//! what that child runs.
+//! shape. A server runs in a child process of the harness (see `process.rs`): either this
+//! executable as `serve NAME` (the functions of this module), or another executable
+//! ([`Launch::Command`]: `sonar serve`, the command users run first).
+//!
+//! Each sonar row is also compared with the raw-TCP echo on its own runtime ([`ServerKind::ceiling`]):
+//! `raw-tcp` (tokio), `raw-tcp-smol` and `raw-tcp-async-std`, all three one-threaded in the same
+//! shape as the sonar server on that runtime.
 
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -24,8 +29,26 @@ pub struct ServerKind {
     pub websocket: bool,
     /// Negotiates permessage-deflate when offered.
     pub deflate: bool,
-    /// Runs the server on the calling thread: sends its address, returns when `stop` fires.
-    serve: fn(mpsc::Sender<SocketAddr>, oneshot::Receiver<()>),
+    /// The raw-TCP echo on the same runtime: the ceiling this row is compared with in the
+    /// `vs raw TCP, same runtime` column (when that server is in the run).
+    pub ceiling: Option<&'static str>,
+    /// How the child process is started.
+    pub launch: Launch,
+}
+
+/// How a server's child process is started.
+pub enum Launch {
+    /// This executable as `serve NAME`: the function runs the server on the calling thread,
+    /// sends its address and returns when `stop` fires.
+    InProcess(fn(mpsc::Sender<SocketAddr>, oneshot::Receiver<()>)),
+    /// Another executable of this workspace, found next to this one in the target directory
+    /// (`target/PROFILE/`, or the path in the environment variable `env` if set), run with
+    /// `args`. It prints a stdout line containing `listening on ADDR`, and stops on SIGTERM.
+    Command {
+        program: &'static str,
+        env: &'static str,
+        args: &'static [&'static str],
+    },
 }
 
 /// Every server, in interleaving order.
@@ -35,70 +58,110 @@ pub const SERVERS: &[ServerKind] = &[
         peer: false,
         websocket: true,
         deflate: true,
-        serve: serve_sonar_tokio,
+        ceiling: Some("raw-tcp"),
+        launch: Launch::InProcess(serve_sonar_tokio),
+    },
+    // The `sonar` command with its defaults (tokio's multi-threaded runtime, which has one
+    // worker when the process is pinned to one CPU), as a user runs it first.
+    ServerKind {
+        name: "sonar-serve",
+        peer: false,
+        websocket: true,
+        deflate: true,
+        ceiling: Some("raw-tcp"),
+        launch: Launch::Command {
+            program: "sonar",
+            env: "SONAR_BIN",
+            args: &["serve", "--addr", "127.0.0.1:0"],
+        },
     },
     ServerKind {
         name: "sonar-smol",
         peer: false,
         websocket: true,
         deflate: true,
-        serve: serve_sonar_smol,
+        ceiling: Some("raw-tcp-smol"),
+        launch: Launch::InProcess(serve_sonar_smol),
     },
     ServerKind {
         name: "sonar-async-std",
         peer: false,
         websocket: true,
         deflate: true,
-        serve: serve_sonar_async_std,
+        ceiling: Some("raw-tcp-async-std"),
+        launch: Launch::InProcess(serve_sonar_async_std),
     },
     ServerKind {
         name: "sonar-axum",
         peer: false,
         websocket: true,
         deflate: true,
-        serve: |ready, stop| serve_axum(sonar_axum_app(), ready, stop),
+        ceiling: Some("raw-tcp"),
+        launch: Launch::InProcess(|ready, stop| serve_axum(sonar_axum_app(), ready, stop)),
     },
     ServerKind {
         name: "tokio-tungstenite",
         peer: true,
         websocket: true,
         deflate: false,
-        serve: |ready, stop| serve_tokio(tungstenite_echo, ready, stop),
+        ceiling: Some("raw-tcp"),
+        launch: Launch::InProcess(|ready, stop| serve_tokio(tungstenite_echo, ready, stop)),
     },
     ServerKind {
         name: "fastwebsockets",
         peer: true,
         websocket: true,
         deflate: false,
-        serve: |ready, stop| serve_tokio(fastwebsockets_echo, ready, stop),
+        ceiling: Some("raw-tcp"),
+        launch: Launch::InProcess(|ready, stop| serve_tokio(fastwebsockets_echo, ready, stop)),
     },
     ServerKind {
         name: "tokio-websockets",
         peer: true,
         websocket: true,
         deflate: false,
-        serve: |ready, stop| serve_tokio(tokio_websockets_echo, ready, stop),
+        ceiling: Some("raw-tcp"),
+        launch: Launch::InProcess(|ready, stop| serve_tokio(tokio_websockets_echo, ready, stop)),
     },
     ServerKind {
         name: "axum-ws",
         peer: true,
         websocket: true,
         deflate: false,
-        serve: |ready, stop| serve_axum(axum_ws_app(), ready, stop),
+        ceiling: Some("raw-tcp"),
+        launch: Launch::InProcess(|ready, stop| serve_axum(axum_ws_app(), ready, stop)),
     },
     ServerKind {
         name: "yawc",
         peer: true,
         websocket: true,
         deflate: true,
-        serve: |ready, stop| serve_axum(yawc_app(), ready, stop),
+        ceiling: Some("raw-tcp"),
+        launch: Launch::InProcess(|ready, stop| serve_axum(yawc_app(), ready, stop)),
     },
     ServerKind {
         name: "raw-tcp",
         peer: false,
         websocket: false,
         deflate: false,
-        serve: |ready, stop| serve_tokio(raw_echo, ready, stop),
+        ceiling: None,
+        launch: Launch::InProcess(|ready, stop| serve_tokio(raw_echo, ready, stop)),
+    },
+    ServerKind {
+        name: "raw-tcp-smol",
+        peer: false,
+        websocket: false,
+        deflate: false,
+        ceiling: None,
+        launch: Launch::InProcess(serve_raw_smol),
+    },
+    ServerKind {
+        name: "raw-tcp-async-std",
+        peer: false,
+        websocket: false,
+        deflate: false,
+        ceiling: None,
+        launch: Launch::InProcess(serve_raw_async_std),
     },
 ];
 
@@ -120,7 +183,10 @@ impl Running {
         let (stop_tx, stop_rx) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(format!("server-{}", kind.name))
-            .spawn(move || (kind.serve)(ready_tx, stop_rx))
+            .spawn(move || match kind.launch {
+                Launch::InProcess(serve) => serve(ready_tx, stop_rx),
+                Launch::Command { .. } => panic!("{} is not served by this executable", kind.name),
+            })
             .expect("spawn server thread");
         let addr = ready_rx
             .recv_timeout(Duration::from_secs(10))
@@ -433,6 +499,72 @@ async fn raw_echo(mut tcp: TcpStream) {
             }
         }
     }
+}
+
+/// The raw-TCP echo on smol, in the shape of `serve_sonar_smol` (one thread: a local executor
+/// inside `block_on`): read 64 KiB, then `write_all`.
+fn serve_raw_smol(ready: mpsc::Sender<SocketAddr>, stop: oneshot::Receiver<()>) {
+    use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let ex = smol::LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        let listener = smol::net::TcpListener::bind(loopback())
+            .await
+            .expect("bind");
+        ready.send(listener.local_addr().expect("addr")).unwrap();
+        let accept = async {
+            loop {
+                match listener.accept().await {
+                    Ok((mut tcp, _)) => {
+                        let _ = tcp.set_nodelay(true);
+                        ex.spawn(async move {
+                            let mut buf = vec![0u8; 64 << 10];
+                            while let Ok(n @ 1..) = tcp.read(&mut buf).await {
+                                if tcp.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        })
+                        .detach();
+                    }
+                    Err(_) => {
+                        smol::Timer::after(Duration::from_millis(1)).await;
+                    }
+                }
+            }
+        };
+        let _ = select(pin!(accept), stop).await;
+    }));
+}
+
+/// The raw-TCP echo on async-std, in the shape of `serve_sonar_async_std` (`block_on` and
+/// `task::spawn`): read 64 KiB, then `write_all`.
+fn serve_raw_async_std(ready: mpsc::Sender<SocketAddr>, stop: oneshot::Receiver<()>) {
+    use async_std::io::{ReadExt as _, WriteExt as _};
+    async_std::task::block_on(async move {
+        let listener = async_std::net::TcpListener::bind(loopback())
+            .await
+            .expect("bind");
+        ready.send(listener.local_addr().expect("addr")).unwrap();
+        let accept = async {
+            loop {
+                match listener.accept().await {
+                    Ok((mut tcp, _)) => {
+                        let _ = tcp.set_nodelay(true);
+                        async_std::task::spawn(async move {
+                            let mut buf = vec![0u8; 64 << 10];
+                            while let Ok(n @ 1..) = tcp.read(&mut buf).await {
+                                if tcp.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => async_std::task::sleep(Duration::from_millis(1)).await,
+                }
+            }
+        };
+        let _ = select(pin!(accept), stop).await;
+    });
 }
 
 /// The server handshake for fastwebsockets, which leaves the HTTP upgrade to its user (hyper,
