@@ -1,6 +1,6 @@
 //! End-to-end echo benchmark: sonar (tokio, smol, async-std, the axum extractor, and the
-//! `sonar serve` command) against tokio-tungstenite, fastwebsockets, tokio-websockets, axum's
-//! own `extract::ws` and raw-TCP echoes on tokio, smol and async-std (the
+//! `sonar serve` command) against tokio-tungstenite, fastwebsockets, tokio-websockets,
+//! sockudo-ws, axum's own `extract::ws` and raw-TCP echoes on tokio, smol and async-std (the
 //! ceilings), measured the way a user would measure them.
 //!
 //! - Every server runs in its own process (this executable run as `serve NAME`, or for

@@ -124,6 +124,14 @@ pub const SERVERS: &[ServerKind] = &[
         launch: Launch::InProcess(|ready, stop| serve_tokio(tokio_websockets_echo, ready, stop)),
     },
     ServerKind {
+        name: "sockudo-ws",
+        peer: true,
+        websocket: true,
+        deflate: false,
+        ceiling: Some("raw-tcp"),
+        launch: Launch::InProcess(|ready, stop| serve_tokio(sockudo_echo, ready, stop)),
+    },
+    ServerKind {
         name: "axum-ws",
         peer: true,
         websocket: true,
@@ -565,6 +573,25 @@ fn serve_raw_async_std(ready: mpsc::Sender<SocketAddr>, stop: oneshot::Receiver<
         };
         let _ = select(pin!(accept), stop).await;
     });
+}
+
+/// sockudo-ws 1.7 in its README's echo (`WebSocketStream`, `next` and `send`), compression
+/// off (its default, and the `permessage-deflate` feature is not built). Its upgrade is done
+/// with `sonar_handshake`, as for fastwebsockets (sockudo-ws's example does it by hand too).
+async fn sockudo_echo(tcp: TcpStream) {
+    use sockudo_ws::Message;
+    let Ok(tcp) = accept_handshake(tcp).await else {
+        return;
+    };
+    let mut ws = sockudo_ws::WebSocketStream::server(tcp, sockudo_ws::Config::default());
+    while let Some(Ok(message)) = ws.next().await {
+        if matches!(message, Message::Close(_))
+            || (matches!(message, Message::Text(_) | Message::Binary(_))
+                && ws.send(message).await.is_err())
+        {
+            break;
+        }
+    }
 }
 
 /// The server handshake for fastwebsockets, which leaves the HTTP upgrade to its user (hyper,
