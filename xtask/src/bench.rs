@@ -11,7 +11,17 @@
 //! axum table, 3 rounds of 0.5 s; idle memory with 10,000 connections.
 //!
 //! Every server runs in its own process, pinned apart from the load generator where `taskset`
-//! exists (see `benches/benches/e2e/main.rs`).
+//! exists (see `benches/benches/e2e/main.rs`). Before the runs, the e2e harness (which holds
+//! every server but one) and the `sonar` executable (the `sonar-serve` row) are built with
+//! `--profile bench-lto` (root `Cargo.toml`: fat LTO, one codegen unit, no debug info), so
+//! every compared server has the same profile; the harness finds `sonar` next to itself in
+//! `target/bench-lto/`. The micro benches stay on the `bench` profile, and so does the CI
+//! smoke run (`cargo bench -p sonar-benches -- --test`), which needs no LTO.
+//!
+//! The main table has every peer (tokio-tungstenite, fastwebsockets, tokio-websockets,
+//! sockudo-ws), sonar on each runtime, `sonar serve`, and the raw-TCP echo of each runtime
+//! (`raw-tcp`, `raw-tcp-smol`, `raw-tcp-async-std`): `vs raw TCP, same runtime` compares each
+//! sonar row with the one of its runtime.
 
 use std::fmt::Write as _;
 use std::process::Stdio;
@@ -54,7 +64,12 @@ const QUICK_SCENARIOS: &[&str] = &[
 ];
 
 /// The servers of the main table (the axum pair has its own table).
-const MAIN_SERVERS: &str = "sonar-tokio,sonar-smol,sonar-async-std,tokio-tungstenite,fastwebsockets,tokio-websockets,raw-tcp";
+const MAIN_SERVERS: &str = "sonar-tokio,sonar-serve,sonar-smol,sonar-async-std,tokio-tungstenite,\
+                            fastwebsockets,tokio-websockets,sockudo-ws,raw-tcp,raw-tcp-smol,\
+                            raw-tcp-async-std";
+
+/// The profile of the e2e harness and of `sonar` (root `Cargo.toml`).
+const PROFILE: &str = "bench-lto";
 
 /// sonar's axum extractor and axum's own `extract::ws`.
 const AXUM_SERVERS: &str = "sonar-axum,axum-ws";
@@ -99,6 +114,31 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     let _ = writeln!(report, "# sonar benchmark report ({mode} mode)\n");
     let _ = writeln!(report, "Machine: {}\n", machine());
 
+    // Every compared server with the same profile: the harness (all servers but one) and the
+    // `sonar` executable, which the harness finds next to itself in `target/bench-lto/`.
+    let build = Instant::now();
+    eprintln!("xtask bench: building the e2e harness and `sonar` with --profile {PROFILE}");
+    let mut c = cargo();
+    c.args(["build", "--profile", PROFILE, "-p", "sonar-cli"]);
+    crate::run(c)?;
+    let mut c = cargo();
+    c.args([
+        "bench",
+        "--no-run",
+        "--profile",
+        PROFILE,
+        "-p",
+        "sonar-benches",
+        "--bench",
+        "e2e",
+    ]);
+    crate::run(c)?;
+    let _ = writeln!(
+        report,
+        "Servers built with `--profile {PROFILE}` (fat LTO, codegen-units 1) in {:.0} s.\n",
+        build.elapsed().as_secs_f64()
+    );
+
     // End to end first: it is what the report is for.
     let (scenarios, runs, secs) = if quick {
         (QUICK_SCENARIOS, "3", "0.5")
@@ -110,9 +150,11 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         "## End to end (echo, {runs} interleaved rounds of {secs} s per scenario)\n\n\
          Every server in its own process (pinned to CPU 0 where `taskset` exists, the load \
          generator on CPU 1), one frame per client write. `vs best peer`: median over rounds \
-         of the server's rate divided by the best of tokio-tungstenite, fastwebsockets and \
-         tokio-websockets in the same round. `background CPU`: the largest share of the \
-         machine that other processes took during one of the server's rounds.\n"
+         of the server's rate divided by the best of tokio-tungstenite, fastwebsockets, \
+         tokio-websockets and sockudo-ws in the same round. `vs raw TCP, same runtime`: the \
+         same with the raw-TCP echo on the row's runtime (`raw-tcp` for tokio and `sonar \
+         serve`, `raw-tcp-smol`, `raw-tcp-async-std`). `background CPU`: the largest share of \
+         the machine that other processes took during one of the server's rounds.\n"
     );
     report.push_str(&table(
         MAIN_SERVERS,
@@ -256,7 +298,8 @@ fn table(
 /// Runs the end-to-end bench binary with `args`; returns its Markdown rows (stdout).
 fn e2e(args: &[&str]) -> Result<String, String> {
     let mut c = cargo();
-    c.args(["bench", "-q", "-p", "sonar-benches", "--bench", "e2e", "--"])
+    c.args(["bench", "-q", "--profile", PROFILE, "-p", "sonar-benches"])
+        .args(["--bench", "e2e", "--"])
         .args(args)
         .stderr(Stdio::inherit());
     let out = c

@@ -58,7 +58,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   conformance [--bless] [--runtime=R]
                           Autobahn cases (kosoku) against `sonar serve` / `sonar client --echo`
                           on every runtime, gated on conformance/expected-*.json
-  bench [--quick]         criterion benches and side-by-side runs against other crates,
+  bench [--quick]         criterion benches and side-by-side runs against other crates
+                          (e2e harness and `sonar` built with --profile bench-lto),
                           report in target/bench-report.md
   fuzz [TARGET..] [--seconds N]
                           run cargo-fuzz targets for N seconds each (default 600)";

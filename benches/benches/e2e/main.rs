@@ -13,7 +13,8 @@
 //! - Every peer in its best documented echo shape (see `servers.rs`); all servers are built
 //!   into this one binary, so with the same profile, and `sonar` is taken from the same
 //!   profile's directory (`target/PROFILE/sonar`; `$SONAR_BIN` overrides it). Where it has not
-//!   been built the `sonar-serve` row is skipped with a note on stderr.
+//!   been built the `sonar-serve` row is skipped with a note on stderr. `cargo xtask bench`
+//!   builds both with `--profile bench-lto` (fat LTO, one codegen unit).
 //! - Rounds are interleaved (A B C .. A B C ..); a ratio is the median over rounds of the
 //!   server's rate divided by the best peer's rate in the same round. `vs raw TCP, same
 //!   runtime` is the same median with the raw-TCP echo of the row's runtime in place of the
@@ -83,7 +84,8 @@ fn main() {
                     eprintln!(
                         "e2e: {}: no `{program}` next to this executable and ${env} unset: row \
                          skipped (build it with the same profile: `cargo build --profile bench -p \
-                         sonar-cli`)",
+                         sonar-cli`, or `--profile bench-lto` for `cargo bench --profile \
+                         bench-lto`)",
                         k.name
                     );
                 }
