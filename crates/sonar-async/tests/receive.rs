@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sonar_async::{Config, Message};
 use sonar_core::testing::FrameBuilder;
-use support::{raw_client, read_frame, recv_message};
+use support::{Reads, raw_client, raw_client_reading, read_frame, recv_message};
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
@@ -22,7 +22,8 @@ fn payload(len: usize, seed: u8) -> Vec<u8> {
 
 // Large frames back to back, a Ping between two of them and a small text last, written in
 // pieces of every size pattern: every message arrives intact and in order, and the Ping is
-// answered. Reads of up to 64 KiB end large frames and start the next ones at every offset.
+// answered. Reads of up to 64 KiB end large frames and start the next ones at every offset;
+// both read paths (futures-io into initialised memory, tokio into uninitialised memory).
 #[tokio::test]
 async fn large_frames_cut_anywhere_by_reads_arrive_whole_and_in_order() {
     let messages = [
@@ -41,9 +42,13 @@ async fn large_frames_cut_anywhere_by_reads_arrive_whole_and_in_order() {
         }
     }
     stream.extend(FrameBuilder::text(b"end").build());
-    for piece in [usize::MAX, 65_536, 65_543, 1_000, 17] {
+    let cases = [usize::MAX, 65_536, 65_543, 1_000, 17]
+        .into_iter()
+        .flat_map(|piece| [(piece, Reads::Plain), (piece, Reads::Spare)]);
+    for (piece, reads) in cases {
         let run = async {
-            let (mut ws, mut peer, _driver) = raw_client(Config::default(), 1 << 20).await;
+            let (mut ws, mut peer, _driver) =
+                raw_client_reading(Config::default(), 1 << 20, reads).await;
             let writer = {
                 let stream = stream.clone();
                 tokio::spawn(async move {
@@ -69,7 +74,7 @@ async fn large_frames_cut_anywhere_by_reads_arrive_whole_and_in_order() {
         };
         timeout(Duration::from_secs(30), run)
             .await
-            .unwrap_or_else(|_| panic!("pieces of {piece} bytes: stalled"));
+            .unwrap_or_else(|_| panic!("pieces of {piece} bytes, {reads:?} reads: stalled"));
     }
 }
 

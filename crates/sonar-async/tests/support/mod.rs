@@ -152,7 +152,26 @@ pub async fn raw_client_with<T>(
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    raw_client_inner(cfg, capacity, wrap, &[]).await
+    raw_client_inner(cfg, capacity, wrap, &[], Reads::Plain).await
+}
+
+/// How the client side of a [`raw_client`] reads its transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// Through futures-io `poll_read` (initialised memory, the per-thread buffer).
+    Plain,
+    /// Into uninitialised memory (`sonar_tokio::Compat::transport`, as sonar-tokio's own
+    /// connections do).
+    Spare,
+}
+
+/// [`raw_client`] reading its transport the way `reads` says.
+pub async fn raw_client_reading(
+    cfg: Config,
+    capacity: usize,
+    reads: Reads,
+) -> (WebSocket, DuplexStream, JoinHandle<Result<(), Error>>) {
+    raw_client_inner(cfg, capacity, |a| a, &[], reads).await
 }
 
 /// [`raw_client`] whose raw server sends `first` (frames) in the same write as its 101.
@@ -161,7 +180,7 @@ pub async fn raw_client_first(
     capacity: usize,
     first: &[u8],
 ) -> (WebSocket, DuplexStream, JoinHandle<Result<(), Error>>) {
-    raw_client_inner(cfg, capacity, |a| a, first).await
+    raw_client_inner(cfg, capacity, |a| a, first, Reads::Plain).await
 }
 
 async fn raw_client_inner<T>(
@@ -169,6 +188,7 @@ async fn raw_client_inner<T>(
     capacity: usize,
     wrap: impl FnOnce(DuplexStream) -> T,
     first: &[u8],
+    reads: Reads,
 ) -> (WebSocket, DuplexStream, JoinHandle<Result<(), Error>>)
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -184,7 +204,11 @@ where
         b
     });
     let req = sonar_async::ClientRequest::new("localhost", "/");
-    let (ws, driver, _) = sonar_async::client(Compat::new(a), req, cfg, timer())
+    let transport = match reads {
+        Reads::Plain => sonar_async::Transport::new(Compat::new(a)),
+        Reads::Spare => Compat::transport(a),
+    };
+    let (ws, driver, _) = sonar_async::client(transport, req, cfg, timer())
         .await
         .unwrap();
     let handle = tokio::spawn(driver);
