@@ -611,9 +611,9 @@ fn client_reconnect_carries_on_over_a_new_connection() {
     stdout.expect_line(LIMIT, "with the first reply", |l| l == "reply one");
     first.send(FrameBuilder::close(1012, b"restart")).unwrap();
     assert_eq!(
-        first.recv().unwrap().raw[0],
-        0x88,
-        "the client answers the Close"
+        first.recv().unwrap().into_pair(),
+        (0x88, vec![0x03, 0xf4]),
+        "the client answers the Close with its code, 1012"
     );
     drop(first);
     stderr.expect_line(LIMIT, "saying it connects again", |l| {

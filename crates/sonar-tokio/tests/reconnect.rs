@@ -57,6 +57,11 @@ async fn a_client_connects_again_when_the_server_comes_back() {
         });
         let (mut ws, _) = client.next().await.unwrap().unwrap();
         assert!(ws.recv().await.is_none(), "the server closed");
+        let status = ws.close_status().expect("a closing handshake");
+        assert_eq!(
+            (status.code, status.reason.as_str(), status.by_peer),
+            (sonar_tokio::CloseCode::GOING_AWAY, "restarting", true)
+        );
         first.await.unwrap();
         // Away: three tries fail in the handshake.
         let away = TcpListener::bind(addr).await.unwrap();
