@@ -147,11 +147,13 @@ impl Deflate {
         let (reset, bits) = self.side(role);
         Compressor {
             state: None,
-            window_bits: clamp(bits, 8, 15),
-            level: i32::from(clamp(self.level, 0, 9)),
-            mem_level: i32::from(clamp(self.memory_level, 1, 9)),
+            settings: Settings {
+                window_bits: clamp(bits, 8, 15),
+                level: i32::from(clamp(self.level, 0, 9)),
+                mem_level: i32::from(clamp(self.memory_level, 1, 9)),
+                min_size: self.min_message_size,
+            },
             reset_each: reset,
-            min_size: self.min_message_size,
             stats: DeflateStats::default(),
         }
     }
@@ -209,16 +211,68 @@ const fn clamp(v: u8, lo: u8, hi: u8) -> u8 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CompressFailed;
 
-/// The compressor for the messages we send.
-pub(crate) struct Compressor {
-    /// `None` between messages with no context takeover (freed), or before the first one.
-    state: Option<zlib_rs::Deflate>,
+/// What decides a compressor's output once it resets after every message: two connections
+/// whose compressors have equal settings and no context takeover compress a message to the
+/// same bytes, so a [`PreparedMessage`](crate::PreparedMessage) compresses once per settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Settings {
     /// 8 means "may not compress" (no backend has an 8-bit compressor window).
     window_bits: u8,
     level: i32,
     mem_level: i32,
-    reset_each: bool,
     min_size: usize,
+}
+
+impl Settings {
+    /// Whether `input` goes out plain without trying. An empty message goes out plain: zlib
+    /// emits nothing for a second sync flush with no input, and an empty compressed payload
+    /// would make a peer that appends the tail start an unfinished stored block.
+    pub(crate) fn sends_plain(&self, input: &[u8]) -> bool {
+        input.is_empty() || input.len() < self.min_size || self.window_bits < 9
+    }
+
+    fn new_state(&self) -> zlib_rs::Deflate {
+        zlib_rs::Deflate::new_with_config(zlib_rs::DeflateConfig {
+            level: self.level,
+            // Negative: a raw deflate stream (no zlib header), RFC 7692 §7.2.
+            window_bits: -i32::from(self.window_bits),
+            mem_level: self.mem_level,
+            ..zlib_rs::DeflateConfig::default()
+        })
+    }
+}
+
+/// Compresses one whole message as a compressor with `settings` and no context takeover
+/// would (a fresh stream, freed afterwards); `Ok(None)`: send it plain.
+pub(crate) fn compress_once(
+    settings: Settings,
+    input: &[u8],
+) -> Result<Option<Bytes>, CompressFailed> {
+    if settings.sends_plain(input) {
+        return Ok(None);
+    }
+    let out = sync_flush(&mut settings.new_state(), input)?;
+    Ok(finish(out, input.len(), true))
+}
+
+/// Strips the sync flush's tail (§7.2.1); `None` when a message compressed with a reset
+/// context gained nothing (it is sent plain, and nothing carries over to the next one).
+fn finish(mut out: BytesMut, input_len: usize, reset_each: bool) -> Option<Bytes> {
+    if out.ends_with(&TAIL) {
+        out.truncate(out.len() - TAIL.len());
+    }
+    if reset_each && out.len() >= input_len {
+        return None;
+    }
+    Some(out.freeze())
+}
+
+/// The compressor for the messages we send.
+pub(crate) struct Compressor {
+    /// `None` between messages with no context takeover (freed), or before the first one.
+    state: Option<zlib_rs::Deflate>,
+    settings: Settings,
+    reset_each: bool,
     /// The sending half of the counts.
     pub(crate) stats: DeflateStats,
 }
@@ -227,7 +281,7 @@ impl core::fmt::Debug for Compressor {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Compressor")
             .field("allocated", &self.state.is_some())
-            .field("window_bits", &self.window_bits)
+            .field("window_bits", &self.settings.window_bits)
             .field("reset_each", &self.reset_each)
             .finish_non_exhaustive()
     }
@@ -239,25 +293,28 @@ impl Compressor {
         self.state.is_some()
     }
 
+    /// The settings under which this compressor's output can be shared with other
+    /// connections: `Some` only without context takeover.
+    pub(crate) fn shared_settings(&self) -> Option<Settings> {
+        self.reset_each.then_some(self.settings)
+    }
+
+    /// Counts a message sent compressed (by this compressor or shared).
+    pub(crate) fn record(&mut self, before: usize, after: usize) {
+        let s = &mut self.stats;
+        s.messages_compressed += 1;
+        s.bytes_before_compression += before as u64;
+        s.bytes_compressed += after as u64;
+    }
+
     /// Compresses one whole message: `Ok(Some(payload))` to send with RSV1, `Ok(None)` to send
     /// `input` uncompressed (too short, 8-bit window, or no gain without context takeover).
     pub(crate) fn compress(&mut self, input: &[u8]) -> Result<Option<Bytes>, CompressFailed> {
-        // An empty message goes out plain: zlib emits nothing for a second sync flush with no
-        // input, and an empty compressed payload would make a peer that appends the tail
-        // start an unfinished stored block.
-        if input.is_empty() || input.len() < self.min_size || self.window_bits < 9 {
+        if self.settings.sends_plain(input) {
             return Ok(None);
         }
-        let (level, bits, mem_level) = (self.level, self.window_bits, self.mem_level);
-        let state = self.state.get_or_insert_with(|| {
-            zlib_rs::Deflate::new_with_config(zlib_rs::DeflateConfig {
-                level,
-                // Negative: a raw deflate stream (no zlib header), RFC 7692 §7.2.
-                window_bits: -i32::from(bits),
-                mem_level,
-                ..zlib_rs::DeflateConfig::default()
-            })
-        });
+        let settings = self.settings;
+        let state = self.state.get_or_insert_with(|| settings.new_state());
         let result = sync_flush(state, input);
         if self.reset_each || result.is_err() {
             // No context takeover: the next message starts from an empty window, and an idle
@@ -265,20 +322,11 @@ impl Compressor {
             // refers back) is still valid for the peer.
             self.state = None;
         }
-        let mut out = result?;
-        // §7.2.1: remove the 00 00 ff ff a sync flush ends with.
-        if out.ends_with(&TAIL) {
-            out.truncate(out.len() - TAIL.len());
+        let out = finish(result?, input.len(), self.reset_each);
+        if let Some(out) = &out {
+            self.record(input.len(), out.len());
         }
-        if self.reset_each && out.len() >= input.len() {
-            // Nothing gained, and nothing carries over to the next message: send it plain.
-            return Ok(None);
-        }
-        let s = &mut self.stats;
-        s.messages_compressed += 1;
-        s.bytes_before_compression += input.len() as u64;
-        s.bytes_compressed += out.len() as u64;
-        Ok(Some(out.freeze()))
+        Ok(out)
     }
 }
 

@@ -38,6 +38,7 @@ mod frame;
 mod mask;
 mod message;
 mod outbound;
+mod prepared;
 mod reader;
 mod utf8;
 
@@ -58,4 +59,5 @@ pub use mask::apply_mask;
 pub use mask::apply_mask_reference;
 pub use message::{DataKind, Event, Message, State};
 pub use outbound::Outbound;
+pub use prepared::PreparedMessage;
 pub use utf8::Utf8Bytes;

@@ -42,6 +42,14 @@ impl OutFrame {
         }
     }
 
+    pub(crate) fn payload_len(&self) -> usize {
+        self.payload.len()
+    }
+
+    pub(crate) fn into_payload(self) -> Bytes {
+        self.payload
+    }
+
     fn header(&self) -> &[u8] {
         self.header
             .get(..usize::from(self.header_len))

@@ -9,6 +9,7 @@ use crate::frame::{FrameHeader, OpCode};
 use crate::mask::apply_mask;
 use crate::message::{DataKind, Message};
 use crate::outbound::{FrameKind, OutFrame};
+use crate::prepared::{PreparedMessage, data_opcode};
 use crate::utf8::Utf8Validator;
 
 /// Largest control frame payload (RFC 6455 §5.5).
@@ -55,6 +56,54 @@ impl Connection {
         let opcode = data_opcode(kind);
         self.queue_data(opcode, rsv, payload, true);
         Ok(())
+    }
+
+    /// Queues a [`PreparedMessage`]: the same frame as [`send`](Self::send) would queue for
+    /// its message, without encoding it again. In the server role the frame built once by
+    /// the prepared message is queued as it is (shared, not copied); a compressor without
+    /// context takeover uses the prepared message's compressed frame for its settings (made
+    /// by the first connection with those settings). Masking (client role), compression with
+    /// context takeover, a custom [`Extension`](crate::Extension) and auto-fragmentation
+    /// are done here, per connection, as for `send`.
+    ///
+    /// Fails as [`send`](Self::send) does.
+    pub fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), SendError> {
+        self.check_data_allowed()?;
+        if self.out_fragment.is_some() {
+            return Err(SendError::FragmentInProgress);
+        }
+        if self.ext.is_some() {
+            return self.send(prepared.message().clone());
+        }
+        #[cfg(feature = "deflate")]
+        if let Some(c) = self.compressor.as_mut() {
+            let Some(settings) = c.shared_settings() else {
+                // Context takeover: this connection's output depends on its own history.
+                return self.send(prepared.message().clone());
+            };
+            let frame = prepared
+                .compressed_frame(settings)
+                .map_err(|_| SendError::CompressionFailed)?;
+            if let Some(frame) = frame {
+                c.record(prepared.len(), frame.payload_len());
+                self.queue_prepared(prepared, frame, crate::frame::RSV1);
+                return Ok(());
+            }
+        }
+        self.queue_prepared(prepared, prepared.plain_frame().clone(), 0);
+        Ok(())
+    }
+
+    /// Queues a prepared frame as it is when this connection would send it unchanged (server
+    /// role, no fragmentation); otherwise frames its payload as `send` does.
+    fn queue_prepared(&mut self, prepared: &PreparedMessage, frame: OutFrame, rsv: u8) {
+        let size = self.config.auto_fragment_size.unwrap_or(usize::MAX).max(1);
+        if self.masks.is_none() && frame.payload_len() <= size {
+            self.out.push_data(frame);
+        } else {
+            let opcode = data_opcode(prepared.kind());
+            self.queue_data(opcode, rsv, frame.into_payload(), true);
+        }
     }
 
     /// Queues one fragment of a streamed message: the first call's `kind` starts the message,
@@ -240,12 +289,5 @@ impl Connection {
                 OutFrame::new(&header, payload, kind)
             }
         }
-    }
-}
-
-fn data_opcode(kind: DataKind) -> OpCode {
-    match kind {
-        DataKind::Text => OpCode::TEXT,
-        DataKind::Binary => OpCode::BINARY,
     }
 }
