@@ -13,6 +13,10 @@
 //!   measures RTT and detects dead peers whenever the application is not waiting on the
 //!   connection (busy elsewhere, only writing, or cancelled out of a `recv`).
 //!
+//! Fan-out: a [`PreparedMessage`] is framed once and queued to any number of connections
+//! ([`WsWriter::send_prepared`]); [`Topics`] publishes one to every subscriber of a topic,
+//! with a backpressure limit per subscriber.
+//!
 //! Handshakes: [`client`], [`server`], [`server_with`], [`from_upgraded`] for streams
 //! upgraded by another HTTP server, and [`client_raw`] for tools that want the raw transport
 //! after the client handshake.
@@ -43,6 +47,7 @@ mod conn;
 mod driver;
 mod error;
 mod handshake;
+mod pubsub;
 mod reconnect;
 mod rng;
 mod runtime;
@@ -61,6 +66,7 @@ pub use handshake::{
     ClientStream, RawClient, client, client_raw, from_upgraded, from_upgraded_deflate, server,
     server_with,
 };
+pub use pubsub::{Delivery, OnBackpressure, TopicStats, Topics};
 pub use reconnect::{Reconnect, RetryPolicy, connect_retrying};
 pub use runtime::{
     BoxFuture, Incoming, Listener, RefFuture, Runtime, accept_with, connect, connect_url,
@@ -69,7 +75,9 @@ pub use shared::{CloseStatus, Stats};
 pub use socket::{ReuniteError, TrySendError, WebSocket, WsReader, WsWriter};
 pub use timer::{Sleep, Timer};
 
-pub use sonar_core::{CloseCode, CloseFrame, Message, ProtocolError, Role, SendError, Utf8Bytes};
+pub use sonar_core::{
+    CloseCode, CloseFrame, Message, PreparedMessage, ProtocolError, Role, SendError, Utf8Bytes,
+};
 pub use sonar_handshake::{
     AcceptOptions, Accepted, ClientError, ClientRequest, DeflateAnswer, DeflateParams,
     RejectReason, Rejection, Request as UpgradeRequest, StatusCode, UrlError,

@@ -9,11 +9,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_core::Stream;
 use futures_sink::Sink;
-use sonar_core::{CloseCode, CloseFrame, Message};
+use sonar_core::{CloseCode, CloseFrame, Message, PreparedMessage};
 use sonar_keepalive::{Pinger, RttStats};
 
 use crate::Error;
-use crate::conn::Inner;
+use crate::conn::{Inner, State};
 use crate::shared::{CloseStatus, Stats};
 
 /// One WebSocket connection, as the application sees it.
@@ -144,6 +144,11 @@ impl WebSocket {
     /// are written together, by the `recv` that finds no more (or by the driver).
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.writer.send(message).await
+    }
+
+    /// Queues a [`PreparedMessage`] and writes it (see [`WsWriter::send_prepared`]).
+    pub async fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
+        self.writer.send_prepared(message).await
     }
 
     /// Starts the closing handshake and waits until the connection is closed (bounded by the
@@ -304,17 +309,90 @@ impl WsWriter {
     /// ```
     pub fn try_send(&mut self, message: impl Into<Message>) -> Result<(), TrySendError> {
         let message = message.into();
+        let kept = message.clone();
+        match self.try_queue(0, usize::MAX, |st, cx| st.send(message, cx)) {
+            Offer::Queued => Ok(()),
+            Offer::Full => Err(TrySendError::Full(kept)),
+            Offer::Closed(e) => Err(TrySendError::Closed(kept, e)),
+        }
+    }
+
+    /// Queues a [`PreparedMessage`] and writes it, as [`send`](Self::send) does with its
+    /// message: the frame built once by the prepared message is queued without encoding or
+    /// copying it again (server role; a client masks it with its own key).
+    ///
+    /// ```no_run
+    /// use sonar_async::{PreparedMessage, WsWriter};
+    /// # async fn demo(mut writers: Vec<WsWriter>) -> Result<(), sonar_async::Error> {
+    /// let news = PreparedMessage::new("the same bytes for everyone");
+    /// for writer in &mut writers {
+    ///     writer.send_prepared(&news).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
+        let mut queued = false;
+        poll_fn(|cx| {
+            let mut st = self.inner.lock();
+            ready!(st.poll_send_ready(cx))?;
+            if std::mem::replace(&mut queued, true) {
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(st.send_prepared(message, cx))
+        })
+        .await
+    }
+
+    /// Queues a [`PreparedMessage`] without waiting (see [`try_send`](Self::try_send)); an
+    /// error hands back a clone of its message (sharing the payload). For fan-out to topics
+    /// with a backpressure limit per subscriber, see [`Topics`](crate::Topics).
+    pub fn try_send_prepared(&mut self, message: &PreparedMessage) -> Result<(), TrySendError> {
+        match self.offer(message, usize::MAX) {
+            Offer::Queued => Ok(()),
+            Offer::Full => Err(TrySendError::Full(message.message().clone())),
+            Offer::Closed(e) => Err(TrySendError::Closed(message.message().clone(), e)),
+        }
+    }
+
+    /// Queues `message` unless the connection is closing, its write queue is full, or its
+    /// unsent bytes would pass `limit` with this message.
+    pub(crate) fn offer(&self, message: &PreparedMessage, limit: usize) -> Offer {
+        self.try_queue(message.len(), limit, |st, cx| st.send_prepared(message, cx))
+    }
+
+    /// Queues with `queue` unless the connection is closing, its write queue is full, or its
+    /// unsent bytes plus `len` would pass `limit`.
+    fn try_queue(
+        &self,
+        len: usize,
+        limit: usize,
+        queue: impl FnOnce(&mut State, &mut Context<'_>) -> Result<(), Error>,
+    ) -> Offer {
         let mut st = self.inner.lock();
         if st.is_closing() {
-            return Err(TrySendError::Closed(message, st.closed_error()));
+            return Offer::Closed(st.closed_error());
         }
-        if st.queue_full() {
-            return Err(TrySendError::Full(message));
+        if st.queue_full() || st.buffered_amount().saturating_add(len) > limit {
+            return Offer::Full;
         }
         let mut cx = Context::from_waker(Waker::noop());
-        let kept = message.clone();
-        st.send(message, &mut cx)
-            .map_err(|e| TrySendError::Closed(kept, e))
+        match queue(&mut st, &mut cx) {
+            Ok(()) => Offer::Queued,
+            Err(e) => Offer::Closed(e),
+        }
+    }
+
+    /// Starts the closing handshake without waiting for it (the connection's keeper sees it
+    /// through, bounded by the close timeout).
+    pub(crate) fn start_close(&self, code: CloseCode, reason: &str) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let frame = CloseFrame::with_reason(code, reason.to_owned());
+        self.inner.lock().close(Some(frame), &mut cx);
+    }
+
+    /// Whether `other` writes to the same connection.
+    pub(crate) fn same_connection(&self, other: &WsWriter) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Bytes queued and not yet written to the transport (frame headers included), like a
@@ -486,6 +564,16 @@ impl TrySendError {
             TrySendError::Full(m) | TrySendError::Closed(m, _) => m,
         }
     }
+}
+
+/// What [`WsWriter::offer`] did with a message.
+#[derive(Debug)]
+pub(crate) enum Offer {
+    Queued,
+    /// Not queued: the write queue is full or the limit would be passed.
+    Full,
+    /// Not queued: the connection is closing or has failed.
+    Closed(Error),
 }
 
 /// The halves given to [`WsReader::reunite`] belong to different connections; here they are.

@@ -35,10 +35,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub use sonar_async::tls;
 pub use sonar_async::{
     AcceptOptions, Accepted, ClientError, ClientRequest, CloseCode, CloseFrame, CloseStatus,
-    CodecConfig, Config, DeadReason, DeflateAnswer, DeflateConfig, DeflateParams, Error,
-    KeepaliveConfig, Message, PingError, ProtocolError, RejectReason, Rejection, RetryPolicy,
-    ReuniteError, Role, RttStats, SendError, Stats, StatusCode, TrySendError, UpgradeRequest,
-    UrlError, Utf8Bytes, WebSocket, WsReader, WsWriter,
+    CodecConfig, Config, DeadReason, DeflateAnswer, DeflateConfig, DeflateParams, Delivery, Error,
+    KeepaliveConfig, Message, OnBackpressure, PingError, PreparedMessage, ProtocolError,
+    RejectReason, Rejection, RetryPolicy, ReuniteError, Role, RttStats, SendError, Stats,
+    StatusCode, TopicStats, Topics, TrySendError, UpgradeRequest, UrlError, Utf8Bytes, WebSocket,
+    WsReader, WsWriter,
 };
 
 /// A client that connects again whenever its connection has ended, on tokio (see

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_io::AsyncWrite;
-use sonar_core::{CloseCode, CloseFrame, Connection, Event, Message};
+use sonar_core::{CloseCode, CloseFrame, Connection, Event, Message, PreparedMessage};
 use sonar_keepalive::{Input, KeepAlive, Output, PingRegistry, RttStats};
 
 use crate::shared::{CloseStatus, Stats};
@@ -434,10 +434,27 @@ impl State {
     /// Queues a message and writes it, or leaves it for one write with the answers to the
     /// messages the application has yet to take.
     pub(crate) fn send(&mut self, message: Message, cx: &mut Context<'_>) -> Result<(), Error> {
+        self.queue_message(cx, |conn| conn.send(message))
+    }
+
+    /// Queues a prepared message (see [`send`](Self::send)).
+    pub(crate) fn send_prepared(
+        &mut self,
+        message: &PreparedMessage,
+        cx: &mut Context<'_>,
+    ) -> Result<(), Error> {
+        self.queue_message(cx, |conn| conn.send_prepared(message))
+    }
+
+    fn queue_message(
+        &mut self,
+        cx: &mut Context<'_>,
+        queue: impl FnOnce(&mut Connection) -> Result<(), sonar_core::SendError>,
+    ) -> Result<(), Error> {
         if self.is_closing() {
             return Err(self.closed_error());
         }
-        self.conn.send(message).map_err(|e| self.refused(e))?;
+        queue(&mut self.conn).map_err(|e| self.refused(e))?;
         self.stats.messages_out += 1;
         self.queued += 1;
         self.after_queue(cx);

@@ -155,6 +155,29 @@ where
     raw_client_inner(cfg, capacity, wrap, &[], Reads::Plain).await
 }
 
+/// A sonar server accepting a raw, scripted client over a pipe of `capacity` bytes per
+/// direction; the client's request carries `extra` header lines (each ending in `\r\n`),
+/// and the 101 has been read off the returned stream. The driver is spawned.
+pub async fn raw_server(
+    cfg: Config,
+    capacity: usize,
+    extra: &str,
+) -> (WebSocket, DuplexStream, JoinHandle<Result<(), Error>>) {
+    let (a, mut b) = duplex(capacity);
+    let request = sonar_testkit::upgrade_request("localhost", "/", sonar_testkit::SAMPLE_KEY);
+    let request = request.replacen("\r\n\r\n", &format!("\r\n{extra}\r\n"), 1);
+    let server = tokio::spawn(async move {
+        sonar_async::server(Compat::new(a), cfg, timer())
+            .await
+            .unwrap()
+    });
+    b.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(&mut b).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let (ws, driver, _request) = server.await.unwrap();
+    (ws, b, tokio::spawn(driver))
+}
+
 /// How the client side of a [`raw_client`] reads its transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reads {
