@@ -1,86 +1,71 @@
 //! A broadcast chat server on tokio: every text message a client sends goes to every client.
 //!
 //! Each connection is [split](sonar_tokio::WebSocket::into_split): its task reads with the
-//! [`WsReader`](sonar_tokio::WsReader), while a clone of its
-//! [`WsWriter`](sonar_tokio::WsWriter) sits in a shared table. A broadcast never waits: it
-//! queues the message on every writer with [`try_send`](sonar_tokio::WsWriter::try_send), and
-//! a client that has fallen more than [`MAX_BEHIND`] bytes behind (it stopped reading, or its
-//! link is too slow) is closed with 1008 instead of holding up the others.
+//! [`WsReader`](sonar_tokio::WsReader), and its [`WsWriter`](sonar_tokio::WsWriter) is
+//! subscribed to one [`Topics`](sonar_tokio::Topics) topic. A broadcast never waits: each
+//! line is framed once and queued on every writer, and a client that has fallen more than
+//! [`MAX_BEHIND`] bytes behind (it stopped reading, or its link is too slow) is closed with
+//! 1008 instead of holding up the others.
 //!
 //! ```text
 //! cargo run -p sonar-tokio --example chat                   # listens on 127.0.0.1:9002
 //! sonar client ws://127.0.0.1:9002                          # in two or more shells
 //! ```
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
-use sonar_tokio::{CloseCode, Config, Error, Message, TrySendError, WsWriter};
+use sonar_tokio::{Config, Error, Message, OnBackpressure, PreparedMessage, Topics};
 
 /// How far behind (bytes queued and not yet written) a client may fall before it is closed.
 pub const MAX_BEHIND: usize = 1 << 20;
 
-/// The connected clients' writers, by client id.
-#[derive(Clone, Default)]
-pub struct Peers(Arc<Mutex<HashMap<u64, WsWriter>>>);
+/// The one topic every client is subscribed to.
+const ROOM: &str = "room";
 
-impl Peers {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, WsWriter>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The chat room: every client's writer, subscribed to [`ROOM`].
+#[derive(Clone)]
+pub struct Room(Topics);
+
+impl Default for Room {
+    fn default() -> Self {
+        Room(Topics::new(MAX_BEHIND, OnBackpressure::Close))
     }
+}
 
-    /// Queues `line` for every client without waiting on any of them. The message is built
-    /// once; each client's copy shares its bytes.
+impl Room {
+    /// Queues `line` for every client without waiting on any of them; the message is framed
+    /// once for all. A client too far behind is closed with 1008 and leaves the room.
     pub fn broadcast(&self, line: String) {
-        let message = Message::from(line);
-        let mut peers = self.lock();
-        let mut too_slow = Vec::new();
-        for (id, writer) in peers.iter_mut() {
-            match writer.try_send(message.clone()) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => too_slow.push(*id),
-                // Its connection is ending; its own task removes it.
-                Err(TrySendError::Closed(..)) => {}
-            }
-        }
-        for id in too_slow {
-            if let Some(mut writer) = peers.remove(&id) {
-                eprintln!(
-                    "user{id} is {} bytes behind: closing it",
-                    writer.buffered_amount()
-                );
-                tokio::spawn(async move {
-                    // The Close waits behind what is queued, bounded by the close timeout.
-                    let _ = writer.close(CloseCode::POLICY, "too slow").await;
-                });
-            }
+        let delivery = self.0.publish(ROOM, &PreparedMessage::new(line));
+        if delivery.closed > 0 {
+            eprintln!(
+                "{} client(s) more than {MAX_BEHIND} bytes behind: closed",
+                delivery.closed
+            );
         }
     }
 }
 
-async fn client(incoming: sonar_tokio::Incoming, id: u64, peers: Peers) -> Result<(), Error> {
+async fn client(incoming: sonar_tokio::Incoming, id: u64, room: Room) -> Result<(), Error> {
     let ws = incoming.upgrade().await?;
     let (mut reader, writer) = ws.into_split();
-    peers.lock().insert(id, writer);
-    peers.broadcast(format!("* user{id} joined"));
+    room.0.subscribe(ROOM, &writer);
+    room.broadcast(format!("* user{id} joined"));
     let mut result = Ok(());
     while let Some(message) = reader.recv().await {
         match message {
-            Ok(Message::Text(text)) => peers.broadcast(format!("user{id}: {text}")),
+            Ok(Message::Text(text)) => room.broadcast(format!("user{id}: {text}")),
             Ok(Message::Binary(_)) => {}
             Err(e) => result = Err(e),
         }
     }
-    peers.lock().remove(&id);
-    peers.broadcast(format!("* user{id} left"));
+    room.0.unsubscribe_all(&writer);
+    room.broadcast(format!("* user{id} left"));
     result
 }
 
 /// The configuration of every connection: a write queue that holds [`MAX_BEHIND`] bytes, so
-/// that `try_send` reports a full queue only for a client that far behind.
+/// that only the room's limit decides when a client is too far behind.
 pub fn config() -> Config {
     Config::default()
         .with_write_buffer(MAX_BEHIND)
@@ -89,14 +74,14 @@ pub fn config() -> Config {
 
 /// Accepts clients on `listener` until accepting fails.
 pub async fn serve(listener: sonar_tokio::Listener) -> std::io::Result<()> {
-    let peers = Peers::default();
+    let room = Room::default();
     let next_id = AtomicU64::new(1);
     loop {
         let (incoming, peer) = listener.accept().await?;
         let id = next_id.fetch_add(1, Ordering::Relaxed);
-        let peers = peers.clone();
+        let room = room.clone();
         tokio::spawn(async move {
-            if let Err(e) = client(incoming, id, peers).await
+            if let Err(e) = client(incoming, id, room).await
                 && !e.is_disconnect()
             {
                 eprintln!("{peer} (user{id}): {e}");

@@ -1,5 +1,6 @@
 //! The examples, run as a user would run them, each against the behaviour it promises: a
-//! chat that a client who stops reading cannot hold up, a server that authenticates and picks
+//! chat that a client who stops reading cannot hold up, a ticker whose subscribers all get
+//! the same ticks in order, a server that authenticates and picks
 //! a subprotocol, a graceful shutdown, an axum route, and the error a user sees for each way
 //! a connection can fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -7,6 +8,10 @@
 #[path = "../examples/chat.rs"]
 #[allow(dead_code, unreachable_pub, missing_docs)]
 mod chat;
+
+#[path = "../examples/broadcast.rs"]
+#[allow(dead_code, unreachable_pub, missing_docs)]
+mod broadcast;
 
 #[path = "../examples/auth_server.rs"]
 #[allow(dead_code, unreachable_pub, missing_docs)]
@@ -108,6 +113,60 @@ async fn a_client_that_stops_reading_does_not_hold_up_the_others() {
         Some(CloseCode::POLICY),
         "the slow client is told why: 1008"
     );
+}
+
+/// The `seq` of a tick of the broadcast example.
+fn seq_of(text: &str) -> u64 {
+    let rest = text.strip_prefix("{\"seq\":").expect("a tick");
+    rest.split(',').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_broadcast_subscriber_gets_the_same_ticks_in_order() {
+    let (listener, url) = listen(broadcast::config()).await;
+    let topics = sonar_tokio::Topics::new(
+        broadcast::MAX_BACKPRESSURE,
+        sonar_tokio::OnBackpressure::Skip,
+    );
+    tokio::spawn(broadcast::serve(listener, topics.clone()));
+    tokio::spawn(broadcast::ticker(topics.clone(), Duration::from_millis(5)));
+    let mut subscribers = Vec::new();
+    for _ in 0..3 {
+        subscribers.push(sonar_tokio::connect(&format!("{url}/ticks")).await.unwrap());
+    }
+    let _elsewhere = sonar_tokio::connect(&format!("{url}/other")).await.unwrap();
+    let subscribed = async {
+        while topics.subscribers(broadcast::TICKS) < 3 || topics.subscribers("other") < 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    timeout(LIMIT, subscribed).await.expect("all subscribed");
+
+    // Every subscriber sees consecutive ticks; from the first tick all three have, the ticks
+    // are the same text.
+    let mut seen: Vec<Vec<String>> = Vec::new();
+    for ws in &mut subscribers {
+        let mut ticks = Vec::new();
+        for _ in 0..40 {
+            let message = timeout(LIMIT, ws.recv())
+                .await
+                .expect("a tick")
+                .unwrap()
+                .unwrap();
+            ticks.push(message.as_text().unwrap().to_owned());
+        }
+        let seqs: Vec<u64> = ticks.iter().map(|t| seq_of(t)).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+        seen.push(ticks);
+    }
+    let common = seen.iter().map(|t| seq_of(&t[0])).max().unwrap();
+    let at = |ticks: &Vec<String>| ticks.iter().find(|t| seq_of(t) == common).cloned();
+    let first = at(&seen[0]);
+    assert!(first.is_some(), "tick {common} reached every subscriber");
+    assert!(seen.iter().all(|t| at(t) == first));
+    for mut ws in subscribers {
+        ws.close(CloseCode::NORMAL, "").await.unwrap();
+    }
 }
 
 fn rejected_status(e: &Error) -> Option<u16> {
