@@ -2,77 +2,65 @@
 //! every connected client.
 //!
 //! Each connection is [split](sonar_tokio::WebSocket::into_split): its handler reads with the
-//! [`WsReader`](sonar_tokio::WsReader) while a clone of its
-//! [`WsWriter`](sonar_tokio::WsWriter) sits in the shared table. A broadcast never waits: it
-//! queues the message on every writer with [`try_send`](sonar_tokio::WsWriter::try_send), and
-//! a client that has fallen more than [`MAX_BEHIND`] bytes behind is closed with 1008 instead
-//! of holding up the others.
+//! [`WsReader`](sonar_tokio::WsReader), and its [`WsWriter`](sonar_tokio::WsWriter) is
+//! subscribed to the room's [`Topics`](sonar_tokio::Topics) topic. A broadcast never waits:
+//! each line is framed once and queued on every writer, and a client that has fallen more
+//! than [`MAX_BEHIND`] bytes behind is closed with 1008 instead of holding up the others.
 //!
 //! ```text
 //! cargo run -p sonar-axum --example axum_chat -- --addr 127.0.0.1:9002
 //! sonar client ws://127.0.0.1:9002/chat                     # in two or more shells
 //! ```
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::any;
 use sonar_axum::WebSocketUpgrade;
-use sonar_tokio::{CloseCode, Config, Message, TrySendError, WebSocket, WsWriter};
+use sonar_tokio::{Config, Message, OnBackpressure, PreparedMessage, Topics, WebSocket};
 
 /// How far behind (bytes queued and not yet written) a client may fall before it is closed.
 pub const MAX_BEHIND: usize = 1 << 20;
 
-/// The connected clients' writers by id, and the next id.
-#[derive(Clone, Default)]
+/// The one topic every client is subscribed to.
+const ROOM: &str = "room";
+
+/// The chat room (every client's writer, subscribed to [`ROOM`]) and the next client id.
+#[derive(Clone)]
 pub struct Peers {
-    writers: Arc<Mutex<HashMap<u64, WsWriter>>>,
+    room: Topics,
     next_id: Arc<AtomicU64>,
 }
 
-impl Peers {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, WsWriter>> {
-        self.writers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Queues `line` for every client without waiting on any of them. The message is built
-    /// once; each client's copy shares its bytes.
-    pub fn broadcast(&self, line: String) {
-        let message = Message::from(line);
-        let mut peers = self.lock();
-        let mut too_slow = Vec::new();
-        for (id, writer) in peers.iter_mut() {
-            match writer.try_send(message.clone()) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => too_slow.push(*id),
-                // Its connection is ending; its own handler removes it.
-                Err(TrySendError::Closed(..)) => {}
-            }
+impl Default for Peers {
+    fn default() -> Self {
+        Peers {
+            room: Topics::new(MAX_BEHIND, OnBackpressure::Close),
+            next_id: Arc::default(),
         }
-        for id in too_slow {
-            if let Some(mut writer) = peers.remove(&id) {
-                eprintln!(
-                    "user{id} is {} bytes behind: closing it",
-                    writer.buffered_amount()
-                );
-                tokio::spawn(async move {
-                    // The Close waits behind what is queued, bounded by the close timeout.
-                    let _ = writer.close(CloseCode::POLICY, "too slow").await;
-                });
-            }
+    }
+}
+
+impl Peers {
+    /// Queues `line` for every client without waiting on any of them; the message is framed
+    /// once for all. A client too far behind is closed with 1008 and leaves the room.
+    pub fn broadcast(&self, line: String) {
+        let delivery = self.room.publish(ROOM, &PreparedMessage::new(line));
+        if delivery.closed > 0 {
+            eprintln!(
+                "{} client(s) more than {MAX_BEHIND} bytes behind: closed",
+                delivery.closed
+            );
         }
     }
 }
 
 /// The configuration of every connection: a write queue that holds [`MAX_BEHIND`] bytes, so
-/// that `try_send` reports a full queue only for a client that far behind.
+/// that only the room's limit decides when a client is too far behind.
 pub fn config() -> Config {
     Config::default()
         .with_write_buffer(MAX_BEHIND)
@@ -81,7 +69,7 @@ pub fn config() -> Config {
 
 async fn client(socket: WebSocket, id: u64, peers: Peers) {
     let (mut reader, writer) = socket.into_split();
-    peers.lock().insert(id, writer);
+    peers.room.subscribe(ROOM, &writer);
     peers.broadcast(format!("* user{id} joined"));
     while let Some(message) = reader.recv().await {
         match message {
@@ -94,7 +82,7 @@ async fn client(socket: WebSocket, id: u64, peers: Peers) {
             }
         }
     }
-    peers.lock().remove(&id);
+    peers.room.unsubscribe_all(&writer);
     peers.broadcast(format!("* user{id} left"));
 }
 
