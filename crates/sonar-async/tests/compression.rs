@@ -9,17 +9,9 @@ use sonar_async::{CloseCode, Config, DeflateConfig, Message};
 use tokio::time::timeout;
 
 mod support;
-use support::{recv_error, recv_message};
+use support::{compressible, recv_error, recv_message};
 
 const LIMIT: Duration = Duration::from_secs(300);
-
-fn compressible(n: usize) -> String {
-    "{\"event\":\"tick\",\"price\":101.25,\"size\":7}\n"
-        .repeat(n / 40 + 1)
-        .chars()
-        .take(n)
-        .collect()
-}
 
 #[tokio::test(start_paused = true)]
 async fn deflate_is_negotiated_by_default_and_compresses_both_ways() {

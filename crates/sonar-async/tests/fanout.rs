@@ -12,7 +12,7 @@ use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 
 mod support;
-use support::{quiet, raw_server, read_frame, wait_until};
+use support::{compressible, quiet, raw_server, read_frame, wait_until};
 
 type Server = (
     WebSocket,
@@ -39,14 +39,6 @@ fn numbered(i: usize, len: usize) -> String {
 /// The number a [`numbered`] text starts with.
 fn number(payload: &[u8]) -> usize {
     std::str::from_utf8(&payload[..6]).unwrap().parse().unwrap()
-}
-
-fn compressible(len: usize) -> String {
-    "{\"event\":\"tick\",\"price\":101.25,\"size\":7}\n"
-        .repeat(len / 40 + 1)
-        .chars()
-        .take(len)
-        .collect()
 }
 
 #[tokio::test(start_paused = true)]

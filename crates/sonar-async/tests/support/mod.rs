@@ -44,6 +44,15 @@ pub fn small_queues(mut cfg: Config) -> Config {
     cfg
 }
 
+/// `n` bytes of JSON-like text that compresses well.
+pub fn compressible(n: usize) -> String {
+    "{\"event\":\"tick\",\"price\":101.25,\"size\":7}\n"
+        .repeat(n / 40 + 1)
+        .chars()
+        .take(n)
+        .collect()
+}
+
 /// Waits until `cond` holds: checked every millisecond (on tokio's paused clock, each check
 /// comes once every task is idle), at most 10,000 times and within [`LIMIT`]; panics naming
 /// `what` otherwise.
