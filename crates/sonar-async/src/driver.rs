@@ -91,7 +91,7 @@ impl<T> Future for Driver<T> {
                 return Poll::Ready(st.result());
             }
             let deadline = st.next_deadline();
-            st.keeper_deadline = deadline;
+            st.set_keeper_deadline(deadline);
             let Some(deadline) = deadline else {
                 return Poll::Pending;
             };

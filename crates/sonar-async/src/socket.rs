@@ -102,7 +102,7 @@ impl std::fmt::Debug for WsWriter {
 
 impl Clone for WsWriter {
     fn clone(&self) -> Self {
-        self.inner.lock().writers += 1;
+        self.inner.lock().writer_cloned();
         WsWriter {
             inner: self.inner.clone(),
             pinger: self.pinger.clone(),

@@ -123,6 +123,28 @@ struct Ending {
     outcome: Option<Outcome>,
     /// The peer's Close frame (`Some(None)`: a Close without a code).
     peer_close: Option<Option<CloseFrame>>,
+    /// Our Close went out before the peer's arrived.
+    we_closed_first: bool,
+}
+
+/// Where a connection is in its life. It only moves forward ([`State::advance`]); the order
+/// of the variants is that order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Lifecycle {
+    /// Messages flow both ways.
+    Open,
+    /// A protocol error stopped input; its failing Close waits until the application has
+    /// taken the messages before the error (and queued its answers), or until `grace_until`.
+    Failing { grace_until: Duration },
+    /// The closing handshake has started: our Close, the peer's, or a committed failure.
+    Closing,
+    /// The codec asked for the transport to be closed once what we owe is written.
+    ShuttingDown,
+    /// The transport is closed at once, without writing more (keepalive declared the peer
+    /// dead, or the transport failed).
+    Aborting,
+    /// The transport is closed and the outcome is published.
+    Done,
 }
 
 /// The state of one connection (see the module docs).
@@ -151,7 +173,7 @@ pub(crate) struct State {
     error_returned: bool,
     reader_alive: bool,
     reader_done: bool,
-    pub(crate) writers: usize,
+    writers: usize,
     /// Messages queued since the outbound queue was last empty (bounded by `write_queue`).
     queued: usize,
     write_queue: usize,
@@ -163,15 +185,9 @@ pub(crate) struct State {
     stats: Stats,
     /// How the connection is ending; boxed, as most connections spend their life without.
     ending: Option<Box<Ending>>,
-    we_closed_first: bool,
-    closing: bool,
-    shutting_down: bool,
-    abort: bool,
-    done: bool,
-    /// A protocol error stopped input; its Close waits for the application (or FAIL_GRACE).
-    fail_deadline: Option<Duration>,
+    lifecycle: Lifecycle,
     /// The deadline the keeper sleeps until.
-    pub(crate) keeper_deadline: Option<Duration>,
+    keeper_deadline: Option<Duration>,
     /// The latest deadline whose timer fired (see [`State::now`]).
     floor: Duration,
     /// A deadline may have moved earlier since the keeper last armed its timer (only
@@ -227,12 +243,7 @@ impl Inner {
             output_pending: false,
             stats: Stats::default(),
             ending: None,
-            we_closed_first: false,
-            closing: false,
-            shutting_down: false,
-            abort: false,
-            done: false,
-            fail_deadline: None,
+            lifecycle: Lifecycle::Open,
             keeper_deadline: None,
             floor: Duration::ZERO,
             deadline_dirty: true,
@@ -265,11 +276,34 @@ impl State {
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.done
+        self.lifecycle == Lifecycle::Done
     }
 
+    /// The closing handshake has started, or the connection is over.
     pub(crate) fn is_closing(&self) -> bool {
-        self.closing || self.done
+        self.lifecycle >= Lifecycle::Closing
+    }
+
+    /// Moves the lifecycle forward to `to` (never back).
+    fn advance(&mut self, to: Lifecycle) {
+        if to > self.lifecycle {
+            self.lifecycle = to;
+        }
+    }
+
+    /// Input stopped at a protocol error whose failing Close is still held back.
+    fn failure_held(&self) -> bool {
+        matches!(self.lifecycle, Lifecycle::Failing { .. }) && self.conn.failure_pending()
+    }
+
+    /// A handle to the connection was cloned.
+    pub(crate) fn writer_cloned(&mut self) {
+        self.writers += 1;
+    }
+
+    /// The keeper now sleeps until `deadline`.
+    pub(crate) fn set_keeper_deadline(&mut self, deadline: Option<Duration>) {
+        self.keeper_deadline = deadline;
     }
 
     fn ending(&mut self) -> &mut Ending {
@@ -299,8 +333,14 @@ impl State {
         }
     }
 
+    /// Our Close was queued: it went first unless the peer's had arrived.
+    fn note_we_closed(&mut self) {
+        let first = self.peer_close().is_none();
+        self.ending().we_closed_first = first;
+    }
+
     fn start_closing(&mut self, now: Duration) {
-        self.closing = true;
+        self.advance(Lifecycle::Closing);
         self.ka.handle(now, Input::CloseStarted);
         self.deadline_dirty = true;
     }
@@ -337,7 +377,7 @@ impl State {
             }
             return Some(Some(Ok(m)));
         }
-        if self.inbox_ended || self.done {
+        if self.inbox_ended || self.is_done() {
             return self.end_of_messages();
         }
         None
@@ -355,7 +395,7 @@ impl State {
             self.error_returned = true;
             return Some(Some(Err(e)));
         }
-        if self.done {
+        if self.is_done() {
             self.error_returned = true;
             return Some(None);
         }
@@ -390,12 +430,12 @@ impl State {
 
     /// Every handle is gone: nobody can read or send again, so close normally.
     fn handles_gone(&mut self) {
-        if self.reader_alive || self.writers > 0 || self.closing || self.done {
+        if self.reader_alive || self.writers > 0 || self.is_closing() {
             return;
         }
         let frame = CloseFrame::new(CloseCode::NORMAL);
         if self.conn.close(Some(frame)).is_ok() {
-            self.we_closed_first = self.peer_close().is_none();
+            self.note_we_closed();
             let now = self.now();
             self.start_closing(now);
         }
@@ -463,7 +503,7 @@ impl State {
 
     /// Queues an unsolicited pong.
     pub(crate) fn pong(&mut self, payload: Bytes, cx: &mut Context<'_>) -> Result<(), Error> {
-        if self.done {
+        if self.is_done() {
             return Err(self.closed_error());
         }
         self.conn.pong(payload).map_err(|e| self.refused(e))?;
@@ -484,12 +524,12 @@ impl State {
 
     /// Starts the closing handshake (`None` for a Close without a code).
     pub(crate) fn close(&mut self, frame: Option<CloseFrame>, cx: &mut Context<'_>) {
-        if self.done {
+        if self.is_done() {
             return;
         }
         match self.conn.close(frame) {
             Ok(()) => {
-                self.we_closed_first = self.peer_close().is_none();
+                self.note_we_closed();
                 let now = self.now();
                 self.start_closing(now);
             }
@@ -502,7 +542,7 @@ impl State {
 
     /// Ready once everything queued so far is written and flushed.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self.done {
+        if self.is_done() {
             return if self.conn.wants_write() {
                 Poll::Ready(Err(self.closed_error()))
             } else {
@@ -514,7 +554,7 @@ impl State {
         if !self.conn.wants_write() && !self.needs_flush {
             return Poll::Ready(Ok(()));
         }
-        if self.done {
+        if self.is_done() {
             return Poll::Ready(Err(self.closed_error()));
         }
         self.hub.register_writer(cx.waker());
@@ -523,7 +563,7 @@ impl State {
 
     /// Ready once the connection has finished.
     pub(crate) fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.done {
+        if self.is_done() {
             return Poll::Ready(());
         }
         self.hub.register_closed(cx.waker());
@@ -583,7 +623,7 @@ impl State {
 
     /// The keeper was dropped: the transport is closed at once.
     pub(crate) fn abort_now(&mut self) {
-        if !self.done {
+        if !self.is_done() {
             self.io = None;
             self.fail(Error::ConnectionClosed);
             self.finish();
@@ -605,7 +645,7 @@ impl State {
     /// and closes the transport when the connection is over. Wakes the waiters whose
     /// condition changed.
     pub(crate) fn drive(&mut self, mode: Mode, caller: &mut Context<'_>) {
-        if self.done {
+        if self.is_done() {
             return;
         }
         if mode != Mode::Write {
@@ -636,11 +676,12 @@ impl State {
             // After the peer's EOF nothing more can arrive: once what we owe it is written
             // (and the application has taken every message), the connection is over.
             let drained = self.read_eof && !self.read_paused && !self.input_dirty;
-            let over = mode != Mode::Write && (self.shutting_down || drained);
-            if self.abort || (over && !self.conn.wants_write()) {
+            let over =
+                mode != Mode::Write && (self.lifecycle >= Lifecycle::ShuttingDown || drained);
+            let abort = self.lifecycle == Lifecycle::Aborting;
+            if abort || (over && !self.conn.wants_write()) {
                 tracing::trace!(
-                    abort = self.abort,
-                    close_transport = self.shutting_down,
+                    lifecycle = ?self.lifecycle,
                     read_eof = self.read_eof,
                     "connection shutting down"
                 );
@@ -688,20 +729,23 @@ impl State {
         } else {
             None
         };
-        if !self.done && deadline.is_none() && !self.hub.has_waiters() {
+        if !self.is_done() && deadline.is_none() && !self.hub.has_waiters() {
             return;
         }
         self.hub.notify(Notify {
-            done: self.done,
+            done: self.is_done(),
             reader: self.reader_ready(),
-            writers: !self.queue_full() || self.closing,
+            writers: !self.queue_full() || self.is_closing(),
             keeper: deadline.is_some(),
         });
     }
 
     /// The earliest deadline of the codec (close timeout), keepalive and a deferred failure.
     pub(crate) fn next_deadline(&self) -> Option<Duration> {
-        let fail = self.fail_deadline.filter(|_| self.conn.failure_pending());
+        let fail = match self.lifecycle {
+            Lifecycle::Failing { grace_until } if self.conn.failure_pending() => Some(grace_until),
+            _ => None,
+        };
         [self.conn.poll_timeout(), self.ka.next_deadline(), fail]
             .into_iter()
             .flatten()
@@ -744,11 +788,13 @@ impl State {
             tracing::debug!(error = %e, "protocol error from peer");
             let error = Error::Protocol(e);
             self.fail(error.clone());
-            if self.conn.failure_pending() && self.fail_deadline.is_none() {
+            if self.conn.failure_pending() && self.lifecycle == Lifecycle::Open {
                 // The application sees the error after the messages that preceded it, and
                 // may answer them before the failing Close goes out.
                 self.ending().early_error.get_or_insert(error);
-                self.fail_deadline = Some(now.saturating_add(FAIL_GRACE));
+                self.advance(Lifecycle::Failing {
+                    grace_until: now.saturating_add(FAIL_GRACE),
+                });
                 self.deadline_dirty = true;
             }
         }
@@ -823,7 +869,7 @@ impl State {
                     let _ = self.conn.close(Some(frame));
                     self.start_closing(now);
                     self.fail(Error::Keepalive(reason));
-                    self.abort = true;
+                    self.advance(Lifecycle::Aborting);
                 }
                 Output::Rtt(_) => self.stats.pongs_matched += 1,
                 Output::PingAcked { id, latency } => self.registry.complete(id, latency),
@@ -879,11 +925,15 @@ impl State {
                     }
                     self.start_closing(now);
                 }
-                Event::CloseTransport => self.shutting_down = true,
+                Event::CloseTransport => self.advance(Lifecycle::ShuttingDown),
                 _ => {}
             }
         }
-        if self.fail_deadline.is_some() && !self.read_paused && !self.inbox_ended {
+        let failed_early = self
+            .ending
+            .as_ref()
+            .is_some_and(|e| e.early_error.is_some());
+        if failed_early && !self.read_paused && !self.inbox_ended {
             // Every message before the error is queued: end the messages with the error.
             self.inbox_ended = true;
             progress = true;
@@ -895,13 +945,13 @@ impl State {
     /// it read to the end or dropped its reader (every answer it sent before is queued,
     /// since `send` queues synchronously), or the grace passed.
     fn commit_failure(&mut self, now: Duration) -> bool {
-        let Some(deadline) = self.fail_deadline else {
+        let Lifecycle::Failing { grace_until } = self.lifecycle else {
             return false;
         };
         if !self.conn.failure_pending() {
             return false;
         }
-        if self.reader_done || now >= deadline {
+        if self.reader_done || now >= grace_until {
             self.conn.commit_failure();
             self.start_closing(now);
             return true;
@@ -918,8 +968,8 @@ impl State {
         if self.read_eof
             || self.read_paused
             || self.input_dirty
-            || self.shutting_down
-            || (self.fail_deadline.is_some() && self.conn.failure_pending())
+            || self.lifecycle >= Lifecycle::ShuttingDown
+            || self.failure_held()
         {
             return false;
         }
@@ -981,7 +1031,7 @@ impl State {
             match result {
                 Poll::Ready(Ok(0)) => {
                     self.fail(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
-                    self.abort = true;
+                    self.advance(Lifecycle::Aborting);
                     return true;
                 }
                 Poll::Ready(Ok(k)) => {
@@ -993,7 +1043,7 @@ impl State {
                 }
                 Poll::Ready(Err(e)) => {
                     self.transport_failed(e);
-                    self.abort = true;
+                    self.advance(Lifecycle::Aborting);
                     return true;
                 }
                 Poll::Pending => {
@@ -1018,7 +1068,7 @@ impl State {
                 }
                 Poll::Ready(Err(e)) => {
                     self.transport_failed(e);
-                    self.abort = true;
+                    self.advance(Lifecycle::Aborting);
                     return true;
                 }
                 Poll::Pending => {}
@@ -1029,7 +1079,7 @@ impl State {
 
     /// Closes the transport and publishes the outcome. Returns true once it is done.
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.abort
+        if self.lifecycle != Lifecycle::Aborting
             && let Some(io) = self.io.as_mut()
             && Pin::new(io).poll_close(cx).is_pending()
         {
@@ -1055,7 +1105,7 @@ impl State {
             None if self.peer_close().is_some() => Outcome::Closed(status),
             // The codec closed the transport without the peer's Close or its end of stream:
             // our Close timed out.
-            None if self.shutting_down && !self.read_eof => {
+            None if self.lifecycle >= Lifecycle::ShuttingDown && !self.read_eof => {
                 Outcome::Failed(Error::CloseTimeout, Some(status))
             }
             // The transport ended without a closing handshake (1006).
@@ -1068,15 +1118,14 @@ impl State {
         if ending.outcome.is_none() {
             ending.outcome = Some(outcome);
         }
-        self.closing = true;
         self.inbox_ended = true;
         self.read_buf = BytesMut::new();
         self.read_next = None;
-        self.done = true;
+        self.lifecycle = Lifecycle::Done;
     }
 
     fn close_status_now(&self) -> CloseStatus {
-        let by_peer = !self.we_closed_first;
+        let by_peer = !self.ending.as_ref().is_some_and(|e| e.we_closed_first);
         match self.peer_close() {
             Some(Some(frame)) => CloseStatus {
                 code: frame.code,
