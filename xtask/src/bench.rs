@@ -20,7 +20,8 @@
 //! smoke run (`cargo bench -p sonar-benches -- --test`), which needs no LTO.
 //!
 //! The main table has every peer (tokio-tungstenite, fastwebsockets, tokio-websockets,
-//! sockudo-ws), sonar on each runtime, `sonar serve`, and the raw-TCP echo of each runtime
+//! sockudo-ws, and yawc, uncompressed there since the load generator offers no extension),
+//! sonar on each runtime, `sonar serve`, and the raw-TCP echo of each runtime
 //! (`raw-tcp`, `raw-tcp-smol`, `raw-tcp-async-std`): `vs raw TCP, same runtime` compares each
 //! sonar row with the one of its runtime.
 
@@ -66,7 +67,7 @@ const QUICK_SCENARIOS: &[&str] = &[
 
 /// The servers of the main table (the axum pair has its own table).
 const MAIN_SERVERS: &str = "sonar-tokio,sonar-serve,sonar-smol,sonar-async-std,tokio-tungstenite,\
-                            fastwebsockets,tokio-websockets,sockudo-ws,raw-tcp,raw-tcp-smol,\
+                            fastwebsockets,tokio-websockets,sockudo-ws,yawc,raw-tcp,raw-tcp-smol,\
                             raw-tcp-async-std";
 
 /// The profile of the e2e harness and of `sonar` (root `Cargo.toml`).
