@@ -1,5 +1,5 @@
 //! Test utilities (feature `test-util`): a fixed mask source, a frame builder for peer
-//! traffic, a single-connection [`Driver`] with scripted reads and writes, and an in-memory
+//! traffic, a single-connection [`Endpoint`] with scripted reads and writes, and an in-memory
 //! client/server [`Pair`] with a virtual clock.
 //!
 //! ```
@@ -142,7 +142,7 @@ impl FrameBuilder {
 
 /// One connection with scripted input and output, collecting output bytes and events.
 #[derive(Debug)]
-pub struct Driver {
+pub struct Endpoint {
     /// The connection under test.
     pub conn: Connection,
     /// Deliver input in pieces of at most this many bytes (`Some(1)`: one byte per call).
@@ -164,10 +164,10 @@ pub struct Driver {
     pub writable: bool,
 }
 
-impl Driver {
+impl Endpoint {
     /// Wraps a connection.
     pub fn new(conn: Connection) -> Self {
-        Driver {
+        Endpoint {
             conn,
             read_chunk: None,
             inbuf: BytesMut::new(),
@@ -194,7 +194,7 @@ impl Driver {
         self.read_chunk = chunk;
         self
     }
-    /// Sets whether the writer is writable (see [`Driver::writable`]).
+    /// Sets whether the writer is writable (see [`Endpoint::writable`]).
     pub fn writable(mut self, writable: bool) -> Self {
         self.writable = writable;
         self
@@ -308,9 +308,9 @@ pub fn server_close(code: CloseCode) -> Vec<u8> {
 #[derive(Debug)]
 pub struct Pair {
     /// The client end (masks with [`RFC_KEY`]).
-    pub client: Driver,
+    pub client: Endpoint,
     /// The server end.
-    pub server: Driver,
+    pub server: Endpoint,
     /// The virtual clock, as a `Duration` since the pair was created.
     pub now: Duration,
     /// Carry at most this many bytes per step in each direction (`Some(1)`: byte at a time).
@@ -338,8 +338,8 @@ impl Pair {
     /// A pair with the given client and server configs.
     pub fn with_configs(client: Config, server: Config) -> Self {
         Pair {
-            client: Driver::new(Connection::client(client, Box::new(FixedMask(RFC_KEY)))),
-            server: Driver::new(Connection::server(server)),
+            client: Endpoint::new(Connection::client(client, Box::new(FixedMask(RFC_KEY)))),
+            server: Endpoint::new(Connection::server(server)),
             now: Duration::ZERO,
             step: None,
             hold_client_output: false,
@@ -399,7 +399,7 @@ impl Pair {
         usize::MAX
     }
 
-    fn carry(from: &mut Driver, to: &mut Driver, step: usize) -> bool {
+    fn carry(from: &mut Endpoint, to: &mut Endpoint, step: usize) -> bool {
         let before = from.output.len();
         from.write(step);
         let bytes: Vec<u8> = from.output.drain(before..).collect();

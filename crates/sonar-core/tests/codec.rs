@@ -4,7 +4,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use proptest::prelude::*;
-use sonar_core::testing::{Driver, FrameBuilder, Pair};
+use sonar_core::testing::{Endpoint, FrameBuilder, Pair};
 use sonar_core::{
     CloseCode, Config, Connection, DataKind, Event, Extension, ExtensionError, FrameHeader,
     MAX_HEADER_LEN, Message, OpCode, ProtocolError, RSV1, SendError, apply_mask,
@@ -34,7 +34,7 @@ fn mask_matches_reference_for_every_length_and_offset() {
 #[test]
 fn oversized_data_frame_fails_1009_at_header() {
     let config = Config::default().with_max_frame_size(1000);
-    let mut s = Driver::new(Connection::server(config));
+    let mut s = Endpoint::new(Connection::server(config));
     // Header only: 16-bit length 1001, masked.
     let err = s.feed(&[0x82, 0xfe, 0x03, 0xe9]).unwrap_err();
     assert_eq!(
@@ -51,7 +51,7 @@ fn oversized_data_frame_fails_1009_at_header() {
 #[test]
 fn oversized_message_fails_1009_across_fragments() {
     let config = Config::default().with_max_message_size(10);
-    let mut s = Driver::new(Connection::server(config));
+    let mut s = Endpoint::new(Connection::server(config));
     s.feed(
         &FrameBuilder::binary(&[1; 6])
             .fin(false)
@@ -100,7 +100,7 @@ fn server_outbound_is_vectored_without_payload_copy() {
 
 #[test]
 fn ping_sent_event_after_last_byte() {
-    let mut s = Driver::server();
+    let mut s = Endpoint::server();
     s.conn.ping(Bytes::from_static(b"abc")).unwrap();
     s.write(4);
     assert_eq!(s.take_events(), vec![]);
@@ -113,7 +113,7 @@ fn ping_sent_event_after_last_byte() {
 
 #[test]
 fn streaming_send_fragments() {
-    let mut s = Driver::server();
+    let mut s = Endpoint::server();
     let euro = "€".as_bytes();
     s.conn
         .send_fragment(DataKind::Text, Bytes::copy_from_slice(&euro[..1]), false)
@@ -139,7 +139,7 @@ fn streaming_send_fragments() {
 
 #[test]
 fn control_api_limits() {
-    let mut s = Driver::new(Connection::server(
+    let mut s = Endpoint::new(Connection::server(
         Config::default().with_max_queued_control(2),
     ));
     assert_eq!(
@@ -154,7 +154,7 @@ fn control_api_limits() {
 
 #[test]
 fn close_after_data_already_queued() {
-    let mut s = Driver::server();
+    let mut s = Endpoint::server();
     s.conn.send(Message::from("a")).unwrap();
     s.conn
         .close(Some(sonar_core::CloseFrame::with_reason(
@@ -170,7 +170,7 @@ fn close_after_data_already_queued() {
 
 #[test]
 fn fail_keeps_partly_written_frame_then_closes() {
-    let mut s = Driver::server();
+    let mut s = Endpoint::server();
     s.conn
         .send(Message::Binary(Bytes::from(vec![1u8; 10])))
         .unwrap();
@@ -187,7 +187,7 @@ fn fail_keeps_partly_written_frame_then_closes() {
 
 #[test]
 fn auto_pong_off_hands_pings_to_app() {
-    let mut s = Driver::new(Connection::server(Config::default().with_auto_pong(false)));
+    let mut s = Endpoint::new(Connection::server(Config::default().with_auto_pong(false)));
     s.feed(&FrameBuilder::ping(b"x").mask([0; 4]).build())
         .unwrap();
     assert_eq!(s.take_output(), b"");
@@ -196,7 +196,7 @@ fn auto_pong_off_hands_pings_to_app() {
 
 #[test]
 fn eof_without_close_is_abnormal() {
-    let mut s = Driver::server();
+    let mut s = Endpoint::server();
     s.conn.handle_eof();
     assert_eq!(s.take_events(), vec![Event::CloseTransport]);
     assert_eq!(s.conn.close_code(), Some(CloseCode::ABNORMAL));
@@ -204,7 +204,7 @@ fn eof_without_close_is_abnormal() {
 
 #[test]
 fn server_close_timeout_without_peer_close() {
-    let mut s = Driver::server();
+    let mut s = Endpoint::server();
     s.conn.close(None).unwrap();
     s.write_all();
     let t0 = core::time::Duration::from_secs(5);
@@ -257,7 +257,7 @@ fn extension_seam_transforms_both_ways() {
         vec![Event::Message(Message::Binary(Bytes::from_static(b"abc")))]
     );
     // RSV1 on a continuation is an error even with the extension.
-    let mut s = Driver::new(Connection::server(cfg()));
+    let mut s = Endpoint::new(Connection::server(cfg()));
     s.feed(
         &FrameBuilder::text(b"ab")
             .rsv(RSV1)
@@ -276,7 +276,7 @@ fn extension_seam_transforms_both_ways() {
         Err(ProtocolError::ReservedBits(RSV1))
     );
     // Without the extension RSV1 on data fails.
-    let mut s = Driver::server();
+    let mut s = Endpoint::server();
     assert_eq!(
         s.feed(&FrameBuilder::text(b"ab").rsv(RSV1).mask([0; 4]).build()),
         Err(ProtocolError::ReservedBits(RSV1))
@@ -332,9 +332,9 @@ proptest! {
 
     #[test]
     fn byte_at_a_time_equals_one_shot(input in proptest::collection::vec(any::<u8>(), 0..400)) {
-        let mut a = Driver::server();
+        let mut a = Endpoint::server();
         let ra = a.feed(&input);
-        let mut b = Driver::server().chunked(Some(1));
+        let mut b = Endpoint::server().chunked(Some(1));
         let rb = b.feed(&input);
         prop_assert_eq!(ra, rb);
         prop_assert_eq!(a.take_events(), b.take_events());
@@ -367,7 +367,7 @@ fn pair_close_timeout_on_virtual_clock() {
 
 #[test]
 fn pong_never_enters_a_partly_written_frame() {
-    let mut s = Driver::server();
+    let mut s = Endpoint::server();
     // A pong partly written when a newer ping arrives: the old pong finishes first.
     s.feed(&FrameBuilder::ping(b"A").mask([0; 4]).build())
         .unwrap();
@@ -385,7 +385,7 @@ fn pong_never_enters_a_partly_written_frame() {
 
 #[test]
 fn unstarted_frames_are_overtaken_by_pongs() {
-    let mut s = Driver::server();
+    let mut s = Endpoint::server();
     s.conn.send(Message::binary(vec![1u8; 3])).unwrap();
     s.conn.ping(Bytes::from_static(b"p")).unwrap();
     s.feed(&FrameBuilder::ping(b"q").mask([0; 4]).build())
@@ -400,7 +400,7 @@ fn unstarted_frames_are_overtaken_by_pongs() {
 #[test]
 fn owed_pong_dropped_when_close_arrives() {
     // C-14: ping then Close in one read while the writer is blocked: only the Close reply.
-    let mut s = Driver::server();
+    let mut s = Endpoint::server();
     let mut input = FrameBuilder::ping(b"p").mask([0; 4]).build();
     input.extend(FrameBuilder::close(1000, b"").mask([0; 4]).build());
     s.feed(&input).unwrap();

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use sonar_core::testing::{
-    Driver, FixedMask, FrameBuilder, Pair, PeerDeflate, PeerInflate, RFC_KEY, deflate, inflate,
+    Endpoint, FixedMask, FrameBuilder, Pair, PeerDeflate, PeerInflate, RFC_KEY, deflate, inflate,
     parse_frames, server_close,
 };
 use sonar_core::{
@@ -16,12 +16,12 @@ use sonar_core::{
 };
 
 /// A server with permessage-deflate agreed as `d`.
-fn server(d: Deflate) -> Driver {
-    Driver::new(Connection::server(Config::default().with_deflate(Some(d))))
+fn server(d: Deflate) -> Endpoint {
+    Endpoint::new(Connection::server(Config::default().with_deflate(Some(d))))
 }
 
-fn client(d: Deflate) -> Driver {
-    Driver::new(Connection::client(
+fn client(d: Deflate) -> Endpoint {
+    Endpoint::new(Connection::client(
         Config::default().with_deflate(Some(d)),
         Box::new(FixedMask(RFC_KEY)),
     ))
@@ -91,7 +91,7 @@ fn messages(events: Vec<Event>) -> Vec<Message> {
 
 #[test]
 fn rfc7692_6_1_rsv1_without_negotiation_is_1002() {
-    let mut s = Driver::server();
+    let mut s = Endpoint::server();
     let frame = FrameBuilder::text(b"Hello")
         .compressed()
         .mask([0; 4])
@@ -168,7 +168,7 @@ fn rfc7692_6_1_rsv1_only_on_the_first_frame_of_a_sent_message() {
     let config = Config::default()
         .with_deflate(Some(all()))
         .with_auto_fragment_size(Some(16));
-    let mut s = Driver::new(Connection::server(config));
+    let mut s = Endpoint::new(Connection::server(config));
     let msg = sample(3000);
     s.conn.send(text(&msg)).unwrap();
     let frames = parse_frames(&s.take_output());
@@ -479,7 +479,7 @@ fn rfc7692_7_2_2_inflated_size_limit_is_1009() {
     let config = Config::default()
         .with_deflate(Some(all()))
         .with_max_message_size(1000);
-    let mut s = Driver::new(Connection::server(config));
+    let mut s = Endpoint::new(Connection::server(config));
     let z = deflate(&[b'a'; 1001]);
     assert!(z.len() < 100);
     let err = s
@@ -494,7 +494,7 @@ fn rfc7692_7_2_2_inflated_size_limit_is_1009() {
     let config = Config::default()
         .with_deflate(Some(all()))
         .with_max_message_size(1000);
-    let mut s = Driver::new(Connection::server(config));
+    let mut s = Endpoint::new(Connection::server(config));
     s.feed(
         &FrameBuilder::binary(&deflate(&[b'a'; 1000]))
             .rsv(RSV1)
@@ -515,7 +515,7 @@ fn rfc7692_7_2_2_incompressible_message_under_the_limit_passes_despite_expansion
     let config = Config::default()
         .with_deflate(Some(all()))
         .with_max_message_size(10_000);
-    let mut s = Driver::new(Connection::server(config));
+    let mut s = Endpoint::new(Connection::server(config));
     s.feed(&FrameBuilder::binary(&z).rsv(RSV1).mask([0; 4]).build())
         .unwrap();
     assert_eq!(messages(s.take_events()), [Message::binary(data)]);
@@ -523,7 +523,7 @@ fn rfc7692_7_2_2_incompressible_message_under_the_limit_passes_despite_expansion
     let config = Config::default()
         .with_deflate(Some(all()))
         .with_max_message_size(1000);
-    let mut s = Driver::new(Connection::server(config));
+    let mut s = Endpoint::new(Connection::server(config));
     let err = s
         .feed(
             &FrameBuilder::binary(&[0; 1190])
@@ -791,7 +791,7 @@ fn rfc7692_6_deflate_stats_count_what_went_through_deflate() {
     assert_eq!(s.messages_inflated, 1);
     assert_eq!(s.bytes_received_compressed, c.bytes_compressed);
     assert_eq!(s.bytes_inflated, 5000);
-    assert_eq!(Driver::server().conn.deflate_stats(), None);
+    assert_eq!(Endpoint::server().conn.deflate_stats(), None);
 }
 
 // ----- property: any messages, any parameters, any read sizes ------------------------------

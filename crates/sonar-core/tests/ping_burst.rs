@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bytes::{Buf, Bytes, BytesMut};
-use sonar_core::testing::{Driver, FixedMask, FrameBuilder, Pair, RFC_KEY};
+use sonar_core::testing::{Endpoint, FixedMask, FrameBuilder, Pair, RFC_KEY};
 use sonar_core::{CloseCode, CloseFrame, Config, Connection, Event, Message, ProtocolError};
 
 const MODES: [Option<usize>; 2] = [None, Some(1)];
@@ -52,7 +52,7 @@ fn autobahn_2_10_ten_pings_one_buffer_writable() {
     let ps = payloads(10);
     let expected: Vec<u8> = ps.iter().flat_map(|p| pong(p)).collect();
     for m in MODES {
-        let mut s = Driver::server().chunked(m).writable(true);
+        let mut s = Endpoint::server().chunked(m).writable(true);
         s.feed(&burst(&ps)).unwrap();
         assert!(s.inbuf.is_empty());
         assert!(!s.conn.has_pending_input());
@@ -111,7 +111,7 @@ fn burst_unwritable_coalesces_to_last_pong() {
     assert_eq!(drain(&mut conn), pong(b"payload-9"));
 
     for m in MODES {
-        let mut s = Driver::server().chunked(m);
+        let mut s = Endpoint::server().chunked(m);
         s.feed(&input).unwrap();
         assert!(s.inbuf.is_empty());
         assert_eq!(s.take_output(), pong(b"payload-9"), "mode {m:?}");
@@ -234,13 +234,13 @@ fn burst_interleaved_with_text_messages() {
     input.extend(text(b"last"));
     events.push(Event::Message(Message::from("last")));
     for m in MODES {
-        let mut s = Driver::server().chunked(m).writable(true);
+        let mut s = Endpoint::server().chunked(m).writable(true);
         s.feed(&input).unwrap();
         assert!(s.inbuf.is_empty());
         assert_eq!(s.take_events(), events, "mode {m:?}");
         assert_eq!(s.take_output(), pongs, "mode {m:?}");
 
-        let mut s = Driver::server().chunked(m);
+        let mut s = Endpoint::server().chunked(m);
         s.feed(&input).unwrap();
         assert!(s.inbuf.is_empty());
         assert_eq!(s.take_events(), events, "mode {m:?}");
@@ -260,7 +260,7 @@ fn burst_then_close_answers_only_pings_before_close() {
     input.extend(ping(b"D"));
     let received = Event::CloseReceived(Some(CloseFrame::new(CloseCode::NORMAL)));
     for m in MODES {
-        let mut s = Driver::server().chunked(m).writable(true);
+        let mut s = Endpoint::server().chunked(m).writable(true);
         s.feed(&input).unwrap();
         let answered: &[&[u8]] = match m {
             None => &[b"A", b"B"],
@@ -283,7 +283,7 @@ fn burst_then_close_answers_only_pings_before_close() {
             ]
         );
 
-        let mut s = Driver::server().chunked(m);
+        let mut s = Endpoint::server().chunked(m);
         s.feed(&input).unwrap();
         assert_eq!(s.take_output(), S_CLOSE_1000, "mode {m:?}");
         assert_eq!(
@@ -321,7 +321,7 @@ fn error_after_a_stop_is_sticky() {
     assert_eq!(conn.handle_read(&mut buf), Err(err.clone()));
 
     for m in MODES {
-        let mut s = Driver::server().chunked(m).writable(true);
+        let mut s = Endpoint::server().chunked(m).writable(true);
         assert_eq!(s.feed(&input), Err(err.clone()));
         let out = s.take_output();
         assert_eq!(&out[..3], &pong(b"A")[..], "mode {m:?}");
@@ -355,7 +355,7 @@ fn client_burst() {
         .collect();
     let masked = |c: u8| [0x8a, 0x81, 0x37, 0xfa, 0x21, 0x3d, c ^ 0x37];
     for m in MODES {
-        let mut c = Driver::new(Connection::client(
+        let mut c = Endpoint::new(Connection::client(
             Config::default(),
             Box::new(FixedMask(RFC_KEY)),
         ))
@@ -365,7 +365,7 @@ fn client_burst() {
         let expected: Vec<u8> = [b'A', b'B', b'C'].iter().flat_map(|&x| masked(x)).collect();
         assert_eq!(c.take_output(), expected, "mode {m:?}");
 
-        let mut c = Driver::client().chunked(m);
+        let mut c = Endpoint::client().chunked(m);
         c.feed(&input).unwrap();
         assert_eq!(c.take_output(), masked(b'C'), "mode {m:?}");
     }

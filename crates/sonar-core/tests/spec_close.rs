@@ -5,21 +5,21 @@
 use core::time::Duration;
 
 use bytes::Bytes;
-use sonar_core::testing::{Driver, FrameBuilder, Pair};
+use sonar_core::testing::{Endpoint, FrameBuilder, Pair};
 use sonar_core::{
     CloseCode, CloseFrame, Event, Message, ProtocolError, SendError, State, Utf8Bytes,
 };
 
 const MODES: [Option<usize>; 2] = [None, Some(1)];
 
-fn server(chunk: Option<usize>) -> Driver {
-    Driver::server().chunked(chunk)
+fn server(chunk: Option<usize>) -> Endpoint {
+    Endpoint::server().chunked(chunk)
 }
 fn masked(f: FrameBuilder) -> Vec<u8> {
     f.mask([0; 4]).build()
 }
 
-fn assert_fail(s: &mut Driver, close: &[u8]) {
+fn assert_fail(s: &mut Endpoint, close: &[u8]) {
     assert_eq!(s.take_output(), close);
     let events = s.take_events();
     assert_eq!(events.last(), Some(&Event::CloseTransport), "{events:?}");
@@ -101,7 +101,7 @@ fn t26_t27_valid_close_codes_echoed() {
 // T28: close() with an unsendable code or a 124-byte reason is refused; nothing written.
 #[test]
 fn t28_close_api_validation() {
-    for mut d in [Driver::server(), Driver::client()] {
+    for mut d in [Endpoint::server(), Endpoint::client()] {
         for code in [1004u16, 1005, 1006, 1015, 999, 2000, 5000] {
             let frame = CloseFrame::new(CloseCode::new(code).unwrap());
             assert_eq!(
@@ -278,7 +278,7 @@ fn t36_who_closes_tcp() {
         assert_eq!(pair.now, Duration::ZERO);
     }
     // No EOF from the server: nothing until close_timeout, then CloseTransport.
-    let mut c = Driver::client();
+    let mut c = Endpoint::client();
     c.conn
         .close(Some(CloseFrame::new(CloseCode::NORMAL)))
         .unwrap();
@@ -306,7 +306,7 @@ fn t36_who_closes_tcp() {
 // T37: sending after close() is refused; nothing written.
 #[test]
 fn t37_send_after_close() {
-    for mut d in [Driver::server(), Driver::client()] {
+    for mut d in [Endpoint::server(), Endpoint::client()] {
         d.conn.close(None).unwrap();
         let closing = d.take_output();
         assert_eq!(closing[0], 0x88);

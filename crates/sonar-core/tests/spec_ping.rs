@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bytes::Bytes;
-use sonar_core::testing::{Driver, FixedMask, FrameBuilder, RFC_KEY};
+use sonar_core::testing::{Endpoint, FixedMask, FrameBuilder, RFC_KEY};
 use sonar_core::{
     Config, Connection, DataKind, Event, Extension, ExtensionError, Message, ProtocolError, RSV1,
 };
@@ -12,18 +12,18 @@ const MODES: [Option<usize>; 2] = [None, Some(1)];
 const S_FAIL_1002: &[u8] = &[0x88, 0x02, 0x03, 0xea];
 const C_FAIL_1002: &[u8] = &[0x88, 0x82, 0x37, 0xfa, 0x21, 0x3d, 0x34, 0x10];
 
-fn server(chunk: Option<usize>) -> Driver {
-    Driver::server().chunked(chunk)
+fn server(chunk: Option<usize>) -> Endpoint {
+    Endpoint::server().chunked(chunk)
 }
-fn client(chunk: Option<usize>) -> Driver {
-    Driver::client().chunked(chunk)
+fn client(chunk: Option<usize>) -> Endpoint {
+    Endpoint::client().chunked(chunk)
 }
 fn b(s: &[u8]) -> Bytes {
     Bytes::copy_from_slice(s)
 }
 
 /// Feeds `input` and asserts a server-side Fail(1002): close written, then CloseTransport.
-fn assert_server_fails(input: &[u8], chunk: Option<usize>) -> Driver {
+fn assert_server_fails(input: &[u8], chunk: Option<usize>) -> Endpoint {
     let mut s = server(chunk);
     let err = s.feed(input).unwrap_err();
     assert_eq!(err.close_code().as_u16(), 1002, "{err:?}");
@@ -157,7 +157,7 @@ fn t08_rsv_bits_on_ping_fail() {
             assert_server_fails(&[first, 0x80, 0, 0, 0, 0], m);
         }
         let config = Config::default().with_extension(|| Box::new(Rsv1Ext));
-        let mut s = Driver::new(Connection::server(config)).chunked(m);
+        let mut s = Endpoint::new(Connection::server(config)).chunked(m);
         assert_eq!(
             s.feed(&[0xc9, 0x80, 0, 0, 0, 0]),
             Err(ProtocolError::ReservedBits(RSV1))
@@ -462,7 +462,7 @@ fn t22_length_msb_set() {
 
 #[test]
 fn fixed_mask_is_a_mask_source() {
-    let mut c = Driver::new(Connection::client(
+    let mut c = Endpoint::new(Connection::client(
         Config::default(),
         Box::new(FixedMask([1, 2, 3, 4])),
     ));

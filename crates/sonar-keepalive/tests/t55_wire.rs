@@ -8,7 +8,7 @@ use core::time::Duration;
 
 use bytes::Bytes;
 use sonar_core::Event;
-use sonar_core::testing::Driver;
+use sonar_core::testing::Endpoint;
 use sonar_keepalive::{
     Input, KeepAlive, KeepaliveConfig, Output, Payload, RttSample, ping_channel,
 };
@@ -20,7 +20,7 @@ fn at(ms: u64) -> Duration {
 }
 
 /// Moves codec events into keepalive, as the connection task does (C-27).
-fn feed_events(server: &mut Driver, ka: &mut KeepAlive, now: Duration) -> Vec<Event> {
+fn feed_events(server: &mut Endpoint, ka: &mut KeepAlive, now: Duration) -> Vec<Event> {
     let events = server.take_events();
     for e in &events {
         match e {
@@ -37,7 +37,7 @@ fn feed_events(server: &mut Driver, ka: &mut KeepAlive, now: Duration) -> Vec<Ev
 fn t55_keepalive_ping_on_the_wire_and_rtt() {
     // T55: server role. Salt 43 makes the first generated payload 1 ^ 43 = 42 = "0000002a".
     assert_eq!(Payload::generated(42, 0).as_bytes(), b"0000002a");
-    let mut server = Driver::server();
+    let mut server = Endpoint::server();
     let mut ka = KeepAlive::new(KeepaliveConfig::default(), 43);
     ka.handle(at(0), Input::Opened);
     assert_eq!(ka.poll(at(19_999)), None);
@@ -89,7 +89,7 @@ fn t55_keepalive_ping_on_the_wire_and_rtt() {
 fn user_ping_through_registry_codec_and_keepalive() {
     // A user `ping()` end to end: registry -> keepalive -> codec -> wire -> pong -> RTT.
     let mut cx = Context::from_waker(Waker::noop());
-    let mut server = Driver::server();
+    let mut server = Endpoint::server();
     let mut ka = KeepAlive::new(KeepaliveConfig::default(), 0);
     let (mut registry, pinger) = ping_channel(4);
     ka.handle(at(0), Input::Opened);
