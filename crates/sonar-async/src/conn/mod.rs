@@ -640,66 +640,80 @@ impl State {
 
     // ---- driving ----------------------------------------------------------------------
 
-    /// Moves the connection forward: parses buffered input, acts on keepalive and deadlines,
-    /// queues messages for the application, reads while it keeps up (`Mode::Full`), writes,
-    /// and closes the transport when the connection is over. Wakes the waiters whose
-    /// condition changed.
+    /// Moves the connection forward and wakes the waiters whose condition changed: a full
+    /// drive ([`drive_full`](Self::drive_full)) or a write-only one
+    /// ([`drive_write`](Self::drive_write)), with the transport polled under the hub's waker.
     pub(crate) fn drive(&mut self, mode: Mode, caller: &mut Context<'_>) {
         if self.is_done() {
             return;
         }
-        if mode != Mode::Write {
-            self.deferred = false;
-            self.hub.handoff_taken();
-        }
         let waker = std::mem::replace(&mut self.io_waker, Waker::noop().clone());
         let mut cx = Context::from_waker(&waker);
+        let finished = match mode {
+            Mode::Write => self.drive_write(&mut cx),
+            Mode::Full | Mode::Recv => self.drive_full(mode == Mode::Recv, &mut cx),
+        };
+        self.io_waker = waker;
+        if !finished {
+            // Out of budget with work left: let other tasks run, then continue.
+            caller.waker().wake_by_ref();
+            self.hub.wake_keeper();
+        }
+        self.notify();
+    }
+
+    /// After `send`: writes what is queued (reading is left to whoever waits for messages).
+    /// Returns false if it ran out of budget with work left.
+    fn drive_write(&mut self, cx: &mut Context<'_>) -> bool {
+        let now = self.now();
+        for _ in 0..BUDGET {
+            let mut progress = self.write(cx, now);
+            // A ping written just now starts its RTT clock now.
+            progress |= self.pump_events(now);
+            if self.lifecycle == Lifecycle::Aborting {
+                self.shut_transport(cx);
+                return true;
+            }
+            if !progress {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The whole connection, in this order each round: buffered input, deadlines, keepalive,
+    /// the codec's events, a read while the application keeps up, a held-back failing Close,
+    /// writes, the events of what was written; then the transport is closed if the
+    /// connection is over. With `recv`, returns once a message is queued and a full read's
+    /// worth came in (the keeper reads on). Returns false if it ran out of budget.
+    fn drive_full(&mut self, recv: bool, cx: &mut Context<'_>) -> bool {
+        self.deferred = false;
+        self.hub.handoff_taken();
         let now = self.now();
         let bytes_in = self.stats.bytes_in;
-        if mode != Mode::Write {
-            self.pump_pings(&mut cx, now);
-        }
-        let mut exhausted = true;
+        self.pump_pings(cx, now);
         for _ in 0..BUDGET {
-            let mut progress = false;
-            if mode != Mode::Write {
-                progress |= self.process_input(now);
-                progress |= self.timeouts(now);
-                progress |= self.pump_keepalive(now);
-                progress |= self.pump_events(now);
-                progress |= self.read(&mut cx, now);
-                progress |= self.commit_failure(now);
-            }
-            progress |= self.write(&mut cx, now);
+            let mut progress = self.process_input(now);
+            progress |= self.timeouts(now);
+            progress |= self.pump_keepalive(now);
+            progress |= self.pump_events(now);
+            progress |= self.read(cx, now);
+            progress |= self.commit_failure(now);
+            progress |= self.write(cx, now);
             // A ping written just now starts its RTT clock now, before anything more is read.
             progress |= self.pump_events(now);
             // After the peer's EOF nothing more can arrive: once what we owe it is written
             // (and the application has taken every message), the connection is over.
             let drained = self.read_eof && !self.read_paused && !self.input_dirty;
-            let over =
-                mode != Mode::Write && (self.lifecycle >= Lifecycle::ShuttingDown || drained);
-            let abort = self.lifecycle == Lifecycle::Aborting;
-            if abort || (over && !self.conn.wants_write()) {
-                tracing::trace!(
-                    lifecycle = ?self.lifecycle,
-                    read_eof = self.read_eof,
-                    "connection shutting down"
-                );
-                if self.poll_shutdown(&mut cx) {
-                    exhausted = false;
-                    break;
-                }
-                if mode == Mode::Write {
-                    self.hub.wake_keeper();
-                }
-                exhausted = false;
-                break;
+            let over = self.lifecycle >= Lifecycle::ShuttingDown || drained;
+            if self.lifecycle == Lifecycle::Aborting || (over && !self.conn.wants_write()) {
+                self.shut_transport(cx);
+                return true;
             }
             if !progress {
-                exhausted = false;
-                break;
+                return true;
             }
-            if mode == Mode::Recv
+            if recv
                 && !self.inbox.is_empty()
                 && self.stats.bytes_in - bytes_in >= SCRATCH_SIZE as u64
             {
@@ -707,17 +721,28 @@ impl State {
                 // `Pending`, so no wake-up is registered for more input: the keeper reads on
                 // (after this task yields, or at once on another thread).
                 self.hub.wake_keeper();
-                exhausted = false;
-                break;
+                return true;
             }
         }
-        self.io_waker = waker;
-        if exhausted {
-            // Out of budget with work left: let other tasks run, then continue.
-            caller.waker().wake_by_ref();
-            self.hub.wake_keeper();
+        false
+    }
+
+    /// Closes the transport (at once when aborting) and, once it is closed, publishes the
+    /// outcome.
+    fn shut_transport(&mut self, cx: &mut Context<'_>) {
+        tracing::trace!(
+            lifecycle = ?self.lifecycle,
+            read_eof = self.read_eof,
+            "connection shutting down"
+        );
+        if self.lifecycle != Lifecycle::Aborting
+            && let Some(io) = self.io.as_mut()
+            && Pin::new(io).poll_close(cx).is_pending()
+        {
+            return;
         }
-        self.notify();
+        self.io = None;
+        self.finish();
     }
 
     /// Wakes the waiters whose condition now holds, and the keeper if its deadline moved
@@ -1075,19 +1100,6 @@ impl State {
             }
         }
         progress
-    }
-
-    /// Closes the transport and publishes the outcome. Returns true once it is done.
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.lifecycle != Lifecycle::Aborting
-            && let Some(io) = self.io.as_mut()
-            && Pin::new(io).poll_close(cx).is_pending()
-        {
-            return false;
-        }
-        self.io = None;
-        self.finish();
-        true
     }
 
     fn finish(&mut self) {
