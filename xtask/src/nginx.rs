@@ -3,7 +3,7 @@
 //! processes, and `sonar client` processes connecting through it, all on loopback.
 //!
 //! - spread: 8 clients through nginx (round robin) reach both backends (each backend's
-//!   `connection opened` log lines are counted);
+//!   `connection opened` log lines are counted; backend A runs `--reuse-port --threads 2`);
 //! - idle: the clients stay silent for twice `proxy_read_timeout` while the backends'
 //!   keepalive pings flow, then every one still echoes; a control client through a backend
 //!   without keepalive is cut by nginx after `proxy_read_timeout`, which shows the timeout is
@@ -102,7 +102,9 @@ fn run(sonar: &Path, binary: &Path, dir: &Path, lines: &mut Vec<String>) -> Resu
         "--ping-timeout",
         PING_TIMEOUT,
     ];
-    let mut a = Backend::start(sonar, "127.0.0.1:0", &keepalive)?;
+    // Backend A is itself scaled out on its host: two accept loops on one port.
+    let reuse_port = [&keepalive[..], &["--reuse-port", "--threads", "2"]].concat();
+    let mut a = Backend::start(sonar, "127.0.0.1:0", &reuse_port)?;
     let mut b = Backend::start(sonar, "127.0.0.1:0", &keepalive)?;
     // The control: a backend without keepalive, behind a location of its own.
     let quiet = Backend::start(sonar, "127.0.0.1:0", &["--ping-interval", "0"])?;
@@ -124,8 +126,8 @@ fn run(sonar: &Path, binary: &Path, dir: &Path, lines: &mut Vec<String>) -> Resu
         ));
     }
     lines.push(format!(
-        "spread        {CLIENTS} connections through nginx: {on_a} on backend A, {on_b} on \
-         backend B  ok"
+        "spread        {CLIENTS} connections through nginx: {on_a} on backend A (--reuse-port, \
+         2 loops), {on_b} on backend B  ok"
     ));
 
     // (b) Idle for twice the proxy's timeout; the control is cut after one.
