@@ -1,5 +1,7 @@
 //! `cargo xtask conformance`: the Autobahn TestSuite cases (run by the PyPI package
-//! `kosoku`) against the real `sonar` binary, on every runtime, as server and as client.
+//! `kosoku`) against the real `sonar` binary, on every runtime, as server and as client;
+//! then real peers (`peers.rs`) and nginx as a reverse proxy in front of two `sonar serve`
+//! (`nginx.rs`). `--only=autobahn|peers|nginx` (comma-separated, or repeated) runs some.
 //!
 //! Gate: no case may be FAILED or NON-STRICT (or UNIMPLEMENTED outside the compression
 //! cases 12.* and 13.*), and every case's verdict must equal the committed
@@ -16,6 +18,8 @@ use std::time::{Duration, Instant};
 use sonar_testkit::{ChildGuard, LineReader};
 
 use crate::{cargo, root, run};
+#[path = "nginx.rs"]
+mod nginx;
 #[path = "peers.rs"]
 mod peers;
 
@@ -32,18 +36,79 @@ const LISTEN_LIMIT: Duration = Duration::from_secs(60);
 /// Verdicts of one case: (behavior, behaviorClose).
 type Verdicts = BTreeMap<String, (String, String)>;
 
+/// The stages of a conformance run, in order; `--only=STAGE[,STAGE]` picks some.
+const STAGES: &[&str] = &["autobahn", "peers", "nginx"];
+
 pub(crate) fn conformance(args: &[String]) -> Result<(), String> {
     let bless = args.iter().any(|a| a == "--bless");
     let only: Vec<&str> = args
         .iter()
         .filter_map(|a| a.strip_prefix("--runtime="))
         .collect();
+    let stages = stages(args)?;
     let dir = root().join("target").join("conformance");
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let python = ensure_venv(&dir)?;
-    let kosoku = python.with_file_name("kosoku");
     let sonar = build_sonar()?;
 
+    let mut problems = Vec::new();
+    if stages.contains(&"autobahn") || stages.contains(&"peers") {
+        let python = ensure_venv(&dir)?;
+        if stages.contains(&"autobahn") {
+            problems.extend(autobahn(&sonar, &python, &dir, &only, bless)?);
+        }
+        if stages.contains(&"peers") {
+            problems.extend(peers::peers(&sonar, &python, &only));
+        }
+    }
+    if stages.contains(&"nginx") {
+        problems.extend(nginx::nginx(&sonar));
+    }
+    if problems.is_empty() {
+        println!("conformance: every case as expected");
+        Ok(())
+    } else {
+        for p in &problems {
+            eprintln!("conformance: {p}");
+        }
+        Err(format!("{} conformance problem(s)", problems.len()))
+    }
+}
+
+/// The stages named by `--only=A,B` / `--only A` (repeatable), or all of them.
+fn stages(args: &[String]) -> Result<Vec<&'static str>, String> {
+    let mut named = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let value = match a.strip_prefix("--only=") {
+            Some(v) => v,
+            None if a == "--only" => it.next().ok_or("--only needs a stage")?,
+            None => continue,
+        };
+        for name in value.split(',') {
+            let stage = STAGES
+                .iter()
+                .find(|s| **s == name)
+                .ok_or_else(|| format!("--only: unknown stage `{name}` (stages: {STAGES:?})"))?;
+            named.push(*stage);
+        }
+    }
+    Ok(if named.is_empty() {
+        STAGES.to_vec()
+    } else {
+        named
+    })
+}
+
+/// The Autobahn cases as server and as client on every selected runtime; returns the
+/// problems after printing the summary table.
+fn autobahn(
+    sonar: &Path,
+    python: &Path,
+    dir: &Path,
+    only: &[&str],
+    bless: bool,
+) -> Result<Vec<String>, String> {
+    let kosoku = python.with_file_name("kosoku");
     let mut summary = Vec::new();
     let mut problems = Vec::new();
     for rt in RUNTIMES
@@ -56,8 +121,8 @@ pub(crate) fn conformance(args: &[String]) -> Result<(), String> {
             eprintln!("==> conformance: sonar as {role} on {rt}");
             let started = Instant::now();
             let verdicts = match role {
-                "server" => run_server_mode(&sonar, &kosoku, rt, &out)?,
-                _ => run_client_mode(&sonar, &kosoku, rt, &out)?,
+                "server" => run_server_mode(sonar, &kosoku, rt, &out)?,
+                _ => run_client_mode(sonar, &kosoku, rt, &out)?,
             };
             let took = started.elapsed();
             problems.extend(gate(&verdicts, role, rt, bless)?);
@@ -83,16 +148,7 @@ pub(crate) fn conformance(args: &[String]) -> Result<(), String> {
             took.as_secs_f64()
         );
     }
-    problems.extend(peers::peers(&sonar, &python, &only));
-    if problems.is_empty() {
-        println!("conformance: every case as expected");
-        Ok(())
-    } else {
-        for p in &problems {
-            eprintln!("conformance: {p}");
-        }
-        Err(format!("{} conformance problem(s)", problems.len()))
-    }
+    Ok(problems)
 }
 
 fn ensure_venv(dir: &Path) -> Result<PathBuf, String> {

@@ -55,9 +55,11 @@ const USAGE: &str = "usage: cargo xtask <command>
   ci                      fmt, clippy, tests (debug and release), no_std builds, loom,
                           Autobahn conformance, docs, bench smoke test
   loom [--deep]           loom models of sonar-keepalive and sonar-async (LOOM_MAX_PREEMPTIONS=2, 3 with --deep)
-  conformance [--bless] [--runtime=R]
+  conformance [--bless] [--runtime=R] [--only=autobahn|peers|nginx]
                           Autobahn cases (kosoku) against `sonar serve` / `sonar client --echo`
-                          on every runtime, gated on conformance/expected-*.json
+                          on every runtime, gated on conformance/expected-*.json; real peers
+                          (Python websockets, Node ws); nginx as a reverse proxy in front of
+                          two `sonar serve` (keepalive through proxy_read_timeout, failover)
   bench [--quick]         criterion benches and side-by-side runs against other crates
                           (e2e harness and `sonar` built with --profile bench-lto),
                           report in target/bench-report.md

@@ -59,6 +59,10 @@ impl Runtime for AsyncStd {
         Smol.bind(addr)
     }
 
+    fn listener_from_std(&self, listener: std::net::TcpListener) -> io::Result<Self::TcpListener> {
+        Smol.listener_from_std(listener)
+    }
+
     fn accept_tcp<'a>(
         &self,
         listener: &'a Self::TcpListener,

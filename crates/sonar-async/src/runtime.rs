@@ -40,6 +40,22 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// Binds a listening socket.
     fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<Self::TcpListener>>;
 
+    /// Adopts a listening socket that was bound elsewhere, for example by `socket2` with
+    /// options [`bind`](Runtime::bind) does not set (`SO_REUSEPORT`). `listener` must be in
+    /// non-blocking mode ([`Listener::from_std`] sets it). Runtimes with a reactor per
+    /// runtime (tokio) must be called from inside the runtime that will run the listener.
+    ///
+    /// ```no_run
+    /// use sonar_async::Runtime;
+    /// # fn demo<R: Runtime>(rt: R) -> std::io::Result<()> {
+    /// let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// std_listener.set_nonblocking(true)?;
+    /// let listener: R::TcpListener = rt.listener_from_std(std_listener)?;
+    /// println!("listening on {}", rt.local_addr(&listener)?);
+    /// # Ok(()) }
+    /// ```
+    fn listener_from_std(&self, listener: std::net::TcpListener) -> io::Result<Self::TcpListener>;
+
     /// Accepts one TCP connection (with `TCP_NODELAY` set).
     fn accept_tcp<'a>(
         &self,
@@ -81,6 +97,29 @@ impl<R: Runtime> Listener<R> {
     /// Binds `addr` on runtime `rt`; every connection gets `config`.
     pub async fn bind(rt: R, addr: SocketAddr, config: Config) -> io::Result<Self> {
         let inner = rt.bind(addr).await?;
+        Ok(Listener {
+            rt,
+            inner,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Makes a listening socket bound elsewhere a WebSocket listener on runtime `rt` (see
+    /// [`Runtime::listener_from_std`]); it is put into non-blocking mode first. This is the
+    /// way in for sockets with options of their own, such as `SO_REUSEPORT` set with `socket2`
+    /// so that several listeners, each on its own thread, share one port.
+    ///
+    /// ```no_run
+    /// use sonar_async::{Config, Listener, Runtime};
+    /// # async fn demo<R: Runtime>(rt: R) -> std::io::Result<()> {
+    /// let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let listener = Listener::from_std(rt, std_listener, Config::default())?;
+    /// let (incoming, peer) = listener.accept().await?;
+    /// # drop((incoming, peer)); Ok(()) }
+    /// ```
+    pub fn from_std(rt: R, listener: std::net::TcpListener, config: Config) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let inner = rt.listener_from_std(listener)?;
         Ok(Listener {
             rt,
             inner,

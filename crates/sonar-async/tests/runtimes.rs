@@ -159,3 +159,46 @@ pair_tests! {
     async_std_server_smol_client: AsyncStd <- Smol;
     async_std_server_async_std_client: AsyncStd <- AsyncStd;
 }
+
+/// One echo through a listener made with `Listener::from_std` from a blocking std listener
+/// (it must be made non-blocking on the way in), on `rt`.
+async fn echo_once_from_std<R: Runtime>(rt: R) {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = Listener::from_std(rt.clone(), std_listener, Config::default()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = async {
+        let (incoming, _peer) = listener.accept().await.unwrap();
+        let mut ws = incoming.upgrade().await.unwrap();
+        let m = ws.recv().await.unwrap().unwrap();
+        ws.send(m).await.unwrap();
+        assert!(ws.recv().await.is_none());
+    };
+    let client = async {
+        let request = ClientRequest::from_url(&format!("ws://{addr}/")).unwrap();
+        let (mut ws, _) = sonar_async::connect(&rt, request, Config::default())
+            .await
+            .unwrap();
+        ws.send(Message::text("from std")).await.unwrap();
+        assert!(ws.recv().await.unwrap().unwrap() == Message::text("from std"));
+        ws.close(CloseCode::NORMAL, "").await.unwrap();
+    };
+    futures_util::join!(server, client);
+}
+
+#[test]
+fn a_listener_from_std_accepts_on_every_runtime() {
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        block_on(Kind::Tokio, echo_once_from_std(Tokio));
+        block_on(Kind::Smol, echo_once_from_std(Smol));
+        block_on(Kind::AsyncStd, echo_once_from_std(AsyncStd));
+        // smol on an executor of its own, run by this thread only.
+        let ex = std::sync::Arc::new(smol::Executor::new());
+        let rt = sonar_smol::SmolExecutor::new(ex.clone());
+        smol::block_on(ex.run(echo_once_from_std(rt)));
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(PAIR_LIMIT)
+        .expect("every runtime echoed through a listener from std");
+}

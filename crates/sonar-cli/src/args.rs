@@ -36,9 +36,18 @@ Prints `listening on ADDR` on stdout once it accepts connections. Connections, c
 keepalive timeouts are logged on stderr (RUST_LOG, default info). Ctrl-C or SIGTERM sends
 Close 1001 to every client, waits up to 5 s for them, and exits 0.
 
+Threads: by default one listener and one accept loop, with the connections on --threads
+worker threads (one per CPU). With --reuse-port, --threads accept loops, each on its own
+thread and listener (SO_REUSEPORT, Linux); the kernel picks a loop per connection, and a
+connection stays on its loop's thread (async-std: on its global executor). Another process
+of the same user that binds the port with SO_REUSEPORT joins in. Ctrl-C stops every loop;
+every client gets 1001.
+
 Examples:
   sonar serve
-  sonar serve --addr 127.0.0.1:0 --runtime smol --ping-interval 5 --ping-timeout 2.5")]
+  sonar serve --addr 127.0.0.1:0 --runtime smol --ping-interval 5 --ping-timeout 2.5
+  sonar serve --threads 4
+  sonar serve --reuse-port --threads 2")]
     Serve(ServeArgs),
     /// Connect to a server: stdin lines are sent as text messages, received messages printed.
     #[command(after_long_help = "\
@@ -144,6 +153,17 @@ pub(crate) struct ServeArgs {
     /// Largest message accepted from a client (larger ones are closed with 1009).
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_message_size: Option<usize>,
+    /// Threads that run the connections [default: one per CPU]: tokio's worker threads, the
+    /// threads that run smol's executor, or the size of async-std's global executor
+    /// (ASYNC_STD_THREAD_COUNT, if set, must agree). With --reuse-port: the accept loops.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) threads: Option<u16>,
+    /// Run --threads accept loops, each on its own thread with a single-threaded runtime and
+    /// its own SO_REUSEPORT listener on the same port; the kernel spreads connections over
+    /// them (like nginx's `reuseport`). async-std has no single-threaded runtime: its loops
+    /// accept on their own threads, its connections run on its global executor. Linux only.
+    #[arg(long)]
+    pub(crate) reuse_port: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@
 mod args;
 mod client;
 mod ping;
+mod reuse_port;
 mod rt;
 mod serve;
 mod signal;

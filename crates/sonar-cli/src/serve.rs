@@ -1,26 +1,39 @@
 //! `sonar serve`: the echo server, written once for every runtime.
+//!
+//! One accept loop ([`serve`]) is generic over `sonar_async::Runtime`; what differs is how
+//! many of them run and on which threads: one loop with `--threads` worker threads, or with
+//! `--reuse-port` one loop per thread, each on a listener of its own ([`crate::reuse_port`]).
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_channel::{mpsc, oneshot};
+use futures_channel::mpsc;
 use futures_util::StreamExt;
-use futures_util::future::{Either, select};
+use futures_util::future::{BoxFuture, Either, FutureExt, Shared, select};
 use sonar_async::{CloseCode, Config, Error, Incoming, Listener, Runtime, WsWriter};
+use tracing::Instrument;
 
 use crate::Failure;
 use crate::args::ServeArgs;
-use crate::rt::{self, block_on_runtime};
+use crate::rt::{self, Threads, block_on_pool};
 
 /// How long a graceful shutdown waits for clients to finish their closing handshake.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept` (out of file descriptors...) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Resolves with the name of the signal that stops the server; every accept loop holds a
+/// clone.
+pub(crate) type Shutdown = Shared<BoxFuture<'static, &'static str>>;
+
+/// Connection ids, unique across every accept loop of the process.
+pub(crate) type Ids = Arc<AtomicU64>;
 
 /// Runs `sonar serve`.
 pub(crate) fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
@@ -30,10 +43,51 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
     if let Some(max) = args.max_message_size {
         config = config.with_max_message_size(max.max(1));
     }
-    let shutdown = crate::signal::shutdown_signal()?;
-    block_on_runtime!(args.runtime, |runtime| serve(
-        runtime, args.addr, config, shutdown
+    let threads = Threads::resolve(args.threads, args.runtime)?;
+    let signal = crate::signal::shutdown_signal()?;
+    let shutdown: Shutdown = async move { signal.await.unwrap_or("shutdown") }
+        .boxed()
+        .shared();
+    if args.reuse_port {
+        return crate::reuse_port::run(args.runtime, args.addr, config, threads, shutdown);
+    }
+    let addr = args.addr;
+    block_on_pool!(args.runtime, threads, |runtime| bind_and_serve(
+        runtime, addr, config, threads, shutdown
     ))
+}
+
+/// Binds `addr` and runs one accept loop on it (the server without `--reuse-port`).
+async fn bind_and_serve<R: Runtime>(
+    rt: R,
+    addr: SocketAddr,
+    config: Config,
+    threads: Threads,
+    shutdown: Shutdown,
+) -> Result<ExitCode, Failure> {
+    let listener = Listener::bind(rt.clone(), addr, config)
+        .await
+        .map_err(|e| Failure::new(format!("cannot listen on {addr}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Failure::new(format!("cannot read the bound address: {e}")))?;
+    announce(local, threads.count(), false);
+    serve(rt, listener, Ids::default(), shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the line that says the server is ready (`listening on ADDR`, parsed by tests and
+/// tools), once.
+pub(crate) fn announce(local: SocketAddr, threads: usize, reuse_port: bool) {
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "sonar: echo server listening on {local} (ws://{local}/)"
+        );
+        let _ = out.flush();
+    }
+    tracing::info!(%local, threads, reuse_port, "listening");
 }
 
 /// The open connections, so that a shutdown can close them all.
@@ -45,52 +99,38 @@ struct Clients {
 
 type SharedClients = Arc<Mutex<Clients>>;
 
-async fn serve<R: Runtime>(
+/// One accept loop: accepts on `listener` until `shutdown`, then sends Close 1001 to every
+/// client it accepted and waits (at most [`SHUTDOWN_WAIT`]) for their closing handshakes.
+/// Connection tasks run in the span the loop runs in (a `listener{n=..}` with --reuse-port).
+pub(crate) async fn serve<R: Runtime>(
     rt: R,
-    addr: SocketAddr,
-    config: Config,
-    mut shutdown: oneshot::Receiver<&'static str>,
-) -> Result<ExitCode, Failure> {
-    let listener = Listener::bind(rt.clone(), addr, config)
-        .await
-        .map_err(|e| Failure::new(format!("cannot listen on {addr}: {e}")))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Failure::new(format!("cannot read the bound address: {e}")))?;
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "sonar: echo server listening on {local} (ws://{local}/)"
-        );
-        let _ = out.flush();
-    }
-    tracing::info!(%local, "listening");
-
+    listener: Listener<R>,
+    ids: Ids,
+    mut shutdown: Shutdown,
+) {
     let clients = SharedClients::default();
     // Every connection task holds a clone of `done_tx`; when all are gone, `done_rx` ends.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(0);
-    let mut next_id: u64 = 0;
     let signal = loop {
         let accept = pin!(listener.accept());
         match select(accept, &mut shutdown).await {
             Either::Left((Ok((incoming, peer)), _)) => {
-                next_id += 1;
+                let id = ids.fetch_add(1, Ordering::Relaxed) + 1;
                 let task = connection(
                     rt.clone(),
                     incoming,
                     peer,
-                    next_id,
+                    id,
                     clients.clone(),
                     done_tx.clone(),
                 );
-                rt.spawn(Box::pin(task));
+                rt.spawn(Box::pin(task.in_current_span()));
             }
             Either::Left((Err(e), _)) => {
                 tracing::warn!(error = %e, "accept failed");
                 rt::sleep(&rt, ACCEPT_BACKOFF).await;
             }
-            Either::Right((signal, _)) => break signal.unwrap_or("shutdown"),
+            Either::Right((signal, _)) => break signal,
         }
     };
     drop(listener);
@@ -108,7 +148,7 @@ async fn serve<R: Runtime>(
         "shutting down: sending close 1001 to every client"
     );
     for writer in writers {
-        rt.spawn(Box::pin(going_away(writer)));
+        rt.spawn(Box::pin(going_away(writer).in_current_span()));
     }
     drop(done_tx);
     let all_done = async { while done_rx.next().await.is_some() {} };
@@ -120,7 +160,6 @@ async fn serve<R: Runtime>(
     } else {
         tracing::info!("all connections closed; bye");
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn going_away(mut writer: WsWriter) {
@@ -155,7 +194,7 @@ async fn connection<R: Runtime>(
     };
     if late {
         // The server began shutting down during this handshake.
-        rt.spawn(Box::pin(going_away(ws.sender())));
+        rt.spawn(Box::pin(going_away(ws.sender()).in_current_span()));
     }
 
     let (mut rx, mut tx) = ws.into_split();

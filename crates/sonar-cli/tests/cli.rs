@@ -3,110 +3,18 @@
 //! graceful shutdown on SIGTERM, help and exit codes. Every wait is bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use sonar_testkit::{ChildGuard, FrameBuilder, LineReader, Peer, text_of};
+use sonar_testkit::{ChildGuard, FrameBuilder, LineReader, Peer};
 
-const SONAR: &str = env!("CARGO_BIN_EXE_sonar");
-/// Upper bound for any one process to finish.
-const LIMIT: Duration = Duration::from_secs(20);
-
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Waits for `child` (killing it and failing the test past `limit`), collecting its output.
-fn finish(child: Child, limit: Duration) -> Output {
-    let mut child = ChildGuard::new(child);
-    let stdout = child.stdout.take().map(text_of);
-    let stderr = child.stderr.take().map(text_of);
-    let status = child.expect_exit(limit, "sonar");
-    let text = |h: Option<thread::JoinHandle<String>>| h.map(|h| h.join().unwrap());
-    Output {
-        status,
-        stdout: text(stdout).unwrap_or_default(),
-        stderr: text(stderr).unwrap_or_default(),
-    }
-}
-
-fn sonar(args: &[&str]) -> Command {
-    let mut cmd = Command::new(SONAR);
-    cmd.args(args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-/// Runs `sonar` with `input` on stdin (then EOF).
-fn run_with_input(args: &[&str], input: &str) -> Output {
-    let mut child = sonar(args).stdin(Stdio::piped()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
-    drop(stdin);
-    finish(child, LIMIT)
-}
-
-/// A running `sonar serve`, killed on drop.
-struct Server {
-    child: Option<ChildGuard>,
-    addr: SocketAddr,
-    stderr_lines: LineReader,
-}
-
-impl Server {
-    fn start(runtime: &str) -> Server {
-        Server::start_with(&["--runtime", runtime])
-    }
-
-    fn start_with(extra: &[&str]) -> Server {
-        let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
-        args.extend_from_slice(extra);
-        let mut child = ChildGuard::spawn(&mut sonar(&args)).unwrap();
-        let stdout = LineReader::spawn(child.stdout.take().unwrap());
-        let stderr_lines = LineReader::spawn(child.stderr.take().unwrap());
-        let line = stdout.next_line(LIMIT).expect("serve prints its address");
-        stdout.drain();
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.parse::<SocketAddr>().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        assert!(line.contains(&format!("listening on {addr}")), "{line:?}");
-        Server {
-            child: Some(child),
-            addr,
-            stderr_lines,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("ws://{}", self.addr)
-    }
-
-    /// Waits for a log line containing `needle`.
-    fn wait_log(&self, needle: &str) -> String {
-        self.stderr_lines
-            .expect_line(LIMIT, &format!("containing {needle:?}"), |l| {
-                l.contains(needle)
-            })
-    }
-
-    fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().unwrap();
-        let pid = child.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(killed.success());
-        child.expect_exit(LIMIT, "serve after SIGTERM")
-    }
-}
+use support::{LIMIT, Output, Server, finish, raw_client, run_with_input, sonar};
 
 fn echo_on(runtime: &str) {
     let server = Server::start(runtime);
@@ -183,16 +91,6 @@ fn ping_against_sonar_serve() {
 /// handshake); returns the address.
 fn raw_server(behave: impl FnOnce(Peer) + Send + 'static) -> SocketAddr {
     Peer::serve_one(LIMIT, behave).unwrap().0
-}
-
-/// A raw client of `sonar serve` at `addr`, past the handshake; returns it and the 101 head.
-fn raw_client(addr: SocketAddr) -> (Peer, String) {
-    // Answers to the server's close are masked with key 0.
-    let mut s = Peer::tcp_client(addr, LIMIT)
-        .unwrap()
-        .with_mask(Some([0; 4]));
-    let head = s.connect("127.0.0.1", "/").unwrap();
-    (s, head)
 }
 
 /// A server that answers every ping with `pong(payload)`.
@@ -444,6 +342,7 @@ fn usage_errors_exit_2() {
         &["ping", "ws://127.0.0.1:1", "-c", "0"],
         &["ping", "ftp://127.0.0.1:1"],
         &["serve", "--ping-interval", "soon"],
+        &["serve", "--threads", "0"],
         &["client", "http://127.0.0.1:1/"],
         &["frobnicate"],
     ] {

@@ -146,6 +146,20 @@ pub async fn listen(addr: SocketAddr, config: Config) -> io::Result<Listener> {
 pub struct Listener(sonar_async::Listener<Tokio>);
 
 impl Listener {
+    /// Makes a listening socket bound elsewhere (for example with `socket2`, to set
+    /// `SO_REUSEPORT`) a WebSocket listener; call it inside the tokio runtime that will run it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let listener = sonar_tokio::Listener::from_std(std_listener, Default::default())?;
+    /// println!("listening on ws://{}", listener.local_addr()?);
+    /// # Ok(()) }
+    /// ```
+    pub fn from_std(listener: std::net::TcpListener, config: Config) -> io::Result<Self> {
+        sonar_async::Listener::from_std(Tokio, listener, config).map(Listener)
+    }
+
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.0.local_addr()
@@ -331,6 +345,11 @@ impl Runtime for Tokio {
 
     fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<Self::TcpListener>> {
         Box::pin(tokio::net::TcpListener::bind(addr))
+    }
+
+    /// Panics outside a tokio runtime with I/O enabled (as `TcpListener::from_std` does).
+    fn listener_from_std(&self, listener: std::net::TcpListener) -> io::Result<Self::TcpListener> {
+        tokio::net::TcpListener::from_std(listener)
     }
 
     fn accept_tcp<'a>(
