@@ -16,7 +16,7 @@ use sonar_handshake::{
 use sonar_keepalive::ping_channel;
 
 use crate::conn::{Inner, Parts, Transport, codec_config};
-use crate::driver::Driver;
+use crate::keeper::Keeper;
 use crate::{Config, Error, Timer, WebSocket, rng};
 
 /// Bytes read per call while the handshake head is incomplete.
@@ -26,7 +26,7 @@ const HEAD_READ: usize = 2048;
 const HEAD_BUFFER_MAX: usize = 64 * 1024;
 
 /// Runs the client's opening handshake over `io` (a connected TCP or TLS stream), then
-/// returns the application's handle, the keeper task to spawn ([`Driver`]), and what the server
+/// returns the application's handle, the keeper task to spawn ([`Keeper`]), and what the server
 /// accepted (subprotocol, extensions, headers).
 ///
 /// Bytes the server sent right after its `101` response (often a first Ping) are kept and
@@ -36,7 +36,7 @@ pub async fn client<T>(
     request: ClientRequest,
     config: Config,
     timer: Arc<dyn Timer>,
-) -> Result<(WebSocket, Driver<T>, Accepted), Error>
+) -> Result<(WebSocket, Keeper, Accepted), Error>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -53,8 +53,8 @@ where
         codec_config(&config, accepted.deflate),
         Box::new(rng::OsMask::new()),
     );
-    let (ws, driver) = assemble(io, conn, leftover, config, timer);
-    Ok((ws, driver, accepted))
+    let (ws, keeper) = assemble(io, conn, leftover, config, timer);
+    Ok((ws, keeper, accepted))
 }
 
 /// Writes the client's upgrade request and reads the server's response head: the one
@@ -232,7 +232,7 @@ pub async fn server<T>(
     io: T,
     config: Config,
     timer: Arc<dyn Timer>,
-) -> Result<(WebSocket, Driver<T>, UpgradeRequest), Error>
+) -> Result<(WebSocket, Keeper, UpgradeRequest), Error>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -250,7 +250,7 @@ pub async fn server_with<T, F>(
     config: Config,
     timer: Arc<dyn Timer>,
     policy: F,
-) -> Result<(WebSocket, Driver<T>, UpgradeRequest), Error>
+) -> Result<(WebSocket, Keeper, UpgradeRequest), Error>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&UpgradeRequest) -> Result<Option<String>, Rejection>,
@@ -305,8 +305,8 @@ where
         "websocket server accepted"
     );
     let conn = Connection::server(codec_config(&config, deflate));
-    let (ws, driver) = assemble(io, conn, leftover, config, timer);
-    Ok((ws, driver, req))
+    let (ws, keeper) = assemble(io, conn, leftover, config, timer);
+    Ok((ws, keeper, req))
 }
 
 /// Wraps a stream whose upgrade another HTTP server already completed (hyper, axum):
@@ -319,7 +319,7 @@ pub fn from_upgraded<T>(
     leftover: &[u8],
     config: Config,
     timer: Arc<dyn Timer>,
-) -> (WebSocket, Driver<T>)
+) -> (WebSocket, Keeper)
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -336,7 +336,7 @@ pub fn from_upgraded_deflate<T>(
     deflate: DeflateParams,
     config: Config,
     timer: Arc<dyn Timer>,
-) -> (WebSocket, Driver<T>)
+) -> (WebSocket, Keeper)
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -350,7 +350,7 @@ fn upgraded<T>(
     deflate: Option<DeflateParams>,
     config: Config,
     timer: Arc<dyn Timer>,
-) -> (WebSocket, Driver<T>)
+) -> (WebSocket, Keeper)
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -368,7 +368,7 @@ fn assemble<T>(
     leftover: BytesMut,
     config: Config,
     timer: Arc<dyn Timer>,
-) -> (WebSocket, Driver<T>)
+) -> (WebSocket, Keeper)
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -382,7 +382,7 @@ where
         registry,
         salt: rng::salt(),
     });
-    (WebSocket::new(inner.clone(), pinger), Driver::new(inner))
+    (WebSocket::new(inner.clone(), pinger), Keeper::new(inner))
 }
 
 pub(crate) async fn timeout<F: Future>(

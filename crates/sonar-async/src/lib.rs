@@ -1,15 +1,15 @@
-//! The one async WebSocket connection driver of sonar, for any runtime.
+//! The one async WebSocket connection keeper of sonar, for any runtime.
 //!
 //! `sonar-async` knows `async` but no runtime: it works over any [`futures_io`] stream and
 //! takes time from a [`Timer`]. The runtime adapters (`sonar-tokio`, `sonar-smol`,
-//! `sonar-async-std`) supply those two things and spawn the [`Driver`].
+//! `sonar-async-std`) supply those two things and spawn the [`Keeper`].
 //!
 //! A connection is the transport, the sans-I/O codec (`sonar-core`) and keepalive
 //! (`sonar-keepalive`) behind one lock, and two ways to move it forward:
 //! - the [`WebSocket`] handle (a `Stream` and `Sink` of [`Message`]s, which can be
 //!   [split](WebSocket::into_split) into a reader and a cloneable writer) does the work inline:
 //!   `recv` reads and parses, `send` encodes and writes, so an echo costs one task wake-up;
-//! - the [`Driver`], a small keeper future to spawn, answers pings, sends keepalive pings,
+//! - the [`Keeper`], a small keeper future to spawn, answers pings, sends keepalive pings,
 //!   measures RTT and detects dead peers whenever the application is not waiting on the
 //!   connection (busy elsewhere, only writing, or cancelled out of a `recv`).
 //!
@@ -30,9 +30,9 @@
 //! where
 //!     T: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send + 'static,
 //! {
-//!     let (mut ws, driver, _request) = sonar_async::server(io, Config::default(), timer).await?;
-//!     // Spawn `driver` on the executor: it answers pings and runs keepalive from now on.
-//!     # drop(driver);
+//!     let (mut ws, keeper, _request) = sonar_async::server(io, Config::default(), timer).await?;
+//!     // Spawn `keeper` on the executor: it answers pings and runs keepalive from now on.
+//!     # drop(keeper);
 //!     while let Some(message) = ws.recv().await {
 //!         ws.send(message?).await?;
 //!     }
@@ -44,9 +44,9 @@
 
 mod config;
 mod conn;
-mod driver;
 mod error;
 mod handshake;
+mod keeper;
 mod pubsub;
 mod reconnect;
 mod rng;
@@ -60,12 +60,12 @@ pub mod tls;
 
 pub use config::{CodecConfig, Config, DeflateConfig, KeepaliveConfig};
 pub use conn::{ReadIntoSpare, TAKEOVER_DELAY, Transport};
-pub use driver::Driver;
 pub use error::Error;
 pub use handshake::{
     ClientStream, RawClient, client, client_raw, from_upgraded, from_upgraded_deflate, server,
     server_with,
 };
+pub use keeper::Keeper;
 pub use pubsub::{Delivery, OnBackpressure, TopicStats, Topics};
 pub use reconnect::{Reconnect, RetryPolicy, connect_retrying};
 pub use runtime::{

@@ -240,8 +240,8 @@ async fn connect_inner<R: Runtime>(
             let tls =
                 crate::handshake::timeout(&*timer, limit, crate::tls::connect(&config, &host, tcp))
                     .await??;
-            let (ws, driver, accepted) = crate::client(tls, request, config, timer).await?;
-            spawn_driver(rt, driver);
+            let (ws, keeper, accepted) = crate::client(tls, request, config, timer).await?;
+            spawn_keeper(rt, keeper);
             return Ok((ws, accepted));
         }
         #[cfg(not(feature = "rustls"))]
@@ -250,8 +250,8 @@ async fn connect_inner<R: Runtime>(
             return Err(Error::TlsNotEnabled);
         }
     }
-    let (ws, driver, accepted) = crate::client(R::transport(tcp), request, config, timer).await?;
-    spawn_driver(rt, driver);
+    let (ws, keeper, accepted) = crate::client(R::transport(tcp), request, config, timer).await?;
+    spawn_keeper(rt, keeper);
     Ok((ws, accepted))
 }
 
@@ -269,18 +269,14 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&UpgradeRequest) -> Result<Option<String>, Rejection>,
 {
-    let (ws, driver, req) = crate::server_with(io, config, rt.timer(), policy).await?;
-    spawn_driver(rt, driver);
+    let (ws, keeper, req) = crate::server_with(io, config, rt.timer(), policy).await?;
+    spawn_keeper(rt, keeper);
     Ok((ws, req))
 }
 
-fn spawn_driver<R, T>(rt: &R, driver: crate::Driver<T>)
-where
-    R: Runtime,
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+fn spawn_keeper<R: Runtime>(rt: &R, keeper: crate::Keeper) {
     rt.spawn(Box::pin(async move {
-        if let Err(error) = driver.await {
+        if let Err(error) = keeper.await {
             tracing::debug!(%error, "websocket connection ended with an error");
         }
     }));

@@ -19,7 +19,7 @@ use crate::shared::{CloseStatus, Stats};
 /// One WebSocket connection, as the application sees it.
 ///
 /// `recv` and `send` do the connection's work inline (read and parse, encode and write), so
-/// an echo costs one task wake-up; the connection's [`Driver`](crate::Driver) task answers
+/// an echo costs one task wake-up; the connection's [`Keeper`](crate::Keeper) task answers
 /// pings and runs keepalive whenever the application is not waiting on the connection.
 /// `WebSocket` is a [`Stream`] of received messages and a [`Sink`] of messages to send, and
 /// has inherent async methods for the same.
@@ -141,7 +141,7 @@ impl WebSocket {
 
     /// Queues a message and writes it (waiting only while the connection's write queue is
     /// full). While received messages are still waiting to be taken, the answers to them
-    /// are written together, by the `recv` that finds no more (or by the driver).
+    /// are written together, by the `recv` that finds no more (or by the keeper).
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.writer.send(message).await
     }

@@ -132,14 +132,14 @@ async fn rtt_is_never_zero_when_the_pong_is_read_in_the_same_drive_as_its_ping()
         origin: Instant::now(),
         ticks: AtomicU64::new(0),
     });
-    let (ws, driver) = sonar_async::from_upgraded(
+    let (ws, keeper) = sonar_async::from_upgraded(
         AnsweringPeer::new(),
         Role::Client,
         &[],
         Config::default(),
         clock,
     );
-    let keeper = tokio::spawn(driver);
+    let keeper = tokio::spawn(keeper);
     for i in 0..200 {
         let rtt = timeout(LIMIT, ws.ping()).await.unwrap().unwrap();
         assert!(rtt >= TICK, "ping {i} measured {rtt:?}");

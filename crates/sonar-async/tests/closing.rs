@@ -1,6 +1,6 @@
 //! How a connection ends: the closing handshake from any task, a failure by the peer (a
 //! protocol error, a transport that ends without a Close), dropped handles and a dropped
-//! driver; every waiting call returns.
+//! keeper; every waiting call returns.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::time::Duration;
@@ -131,7 +131,7 @@ async fn peer_close_arriving_while_flush_waits_is_answered() {
 #[tokio::test(start_paused = true)]
 async fn blocked_send_fails_at_once_and_close_ends_by_the_close_timeout() {
     let cfg = small_queues(quiet()).with_close_timeout(Duration::from_secs(3));
-    let (ws, _peer, driver) = raw_client(cfg, 4 * 1024).await;
+    let (ws, _peer, keeper) = raw_client(cfg, 4 * 1024).await;
     let mut closer = ws.sender();
     let mut ws = ws;
     let writer = tokio::spawn(async move {
@@ -157,9 +157,9 @@ async fn blocked_send_fails_at_once_and_close_ends_by_the_close_timeout() {
     let waited = start.elapsed();
     assert!(waited >= Duration::from_secs(3), "{waited:?}");
     assert!(waited < Duration::from_secs(4), "{waited:?}");
-    let _ = timeout(PROMPT, driver)
+    let _ = timeout(PROMPT, keeper)
         .await
-        .expect("driver finished")
+        .expect("keeper finished")
         .unwrap();
 }
 
@@ -251,7 +251,7 @@ async fn transport_eof_without_close_is_an_abnormal_closure() {
 // a blocked send: both return promptly, with errors, and the status is 1006.
 #[tokio::test(start_paused = true)]
 async fn peer_eof_ends_parked_recv_and_blocked_send() {
-    let (ws, peer, driver) = raw_client(small_queues(quiet()), 4 * 1024).await;
+    let (ws, peer, keeper) = raw_client(small_queues(quiet()), 4 * 1024).await;
     let (mut rd, mut wr) = ws.into_split();
     let watch = wr.clone();
     let reader = tokio::spawn(async move {
@@ -281,9 +281,9 @@ async fn peer_eof_ends_parked_recv_and_blocked_send() {
     assert!(sent < STREAM);
     let status = rd.close_status().unwrap();
     assert_eq!((status.code, status.by_peer), (CloseCode::ABNORMAL, false));
-    let _ = timeout(PROMPT, driver)
+    let _ = timeout(PROMPT, keeper)
         .await
-        .expect("driver finished")
+        .expect("keeper finished")
         .unwrap();
 }
 
@@ -292,7 +292,7 @@ async fn peer_eof_ends_parked_recv_and_blocked_send() {
 #[tokio::test(start_paused = true)]
 async fn dropping_every_handle_sends_close_1000() {
     for variant in 0..4 {
-        let (ws, mut peer, driver) = raw_client(quiet(), 64 * 1024).await;
+        let (ws, mut peer, keeper) = raw_client(quiet(), 64 * 1024).await;
         match variant {
             0 => drop(ws),
             1 => {
@@ -320,7 +320,7 @@ async fn dropping_every_handle_sends_close_1000() {
             }
         }
         expect_close_1000(&mut peer).await;
-        let r = timeout(PROMPT, driver).await.unwrap().unwrap();
+        let r = timeout(PROMPT, keeper).await.unwrap().unwrap();
         assert!(r.is_ok(), "variant {variant}: {r:?}");
     }
 }
@@ -347,11 +347,11 @@ async fn reader_dropped_writer_keeps_working() {
     }
 }
 
-// Dropping the Driver while a task waits in recv: recv returns (an error, then None) instead
+// Dropping the Keeper while a task waits in recv: recv returns (an error, then None) instead
 // of hanging, and the peer sees the transport closed.
 #[tokio::test(start_paused = true)]
 async fn dropping_the_driver_ends_a_parked_recv() {
-    let (ws, mut peer, driver) = raw_client(quiet(), 64 * 1024).await;
+    let (ws, mut peer, keeper) = raw_client(quiet(), 64 * 1024).await;
     let (mut rd, wr) = ws.into_split();
     let reader = tokio::spawn(async move {
         let first = rd.recv().await;
@@ -360,22 +360,22 @@ async fn dropping_the_driver_ends_a_parked_recv() {
     });
     settle().await;
     assert!(!reader.is_finished());
-    driver.abort();
-    assert!(driver.await.unwrap_err().is_cancelled());
+    keeper.abort();
+    assert!(keeper.await.unwrap_err().is_cancelled());
     let (first, second) = timeout(PROMPT, reader)
         .await
         .expect("recv returns")
         .unwrap();
     assert_eq!(first, Some(true), "the error is reported once");
     assert!(second, "then the end");
-    expect_eof(&mut peer, "the driver is gone").await;
+    expect_eof(&mut peer, "the keeper is gone").await;
     drop(wr);
 }
 
-// Dropping the Driver while a task is blocked in send (peer not reading): send returns an error.
+// Dropping the Keeper while a task is blocked in send (peer not reading): send returns an error.
 #[tokio::test(start_paused = true)]
 async fn dropping_the_driver_ends_a_blocked_send() {
-    let (mut ws, _peer, driver) = raw_client(small_queues(quiet()), 4 * 1024).await;
+    let (mut ws, _peer, keeper) = raw_client(small_queues(quiet()), 4 * 1024).await;
     let watch = ws.sender();
     let writer = tokio::spawn(async move {
         for i in 0..40 {
@@ -385,7 +385,7 @@ async fn dropping_the_driver_ends_a_blocked_send() {
     });
     wait_until("bytes wait for the peer", || watch.buffered_amount() > 0).await;
     assert!(!writer.is_finished());
-    driver.abort();
+    keeper.abort();
     let r = timeout(PROMPT, writer)
         .await
         .expect("send returns")
@@ -393,15 +393,15 @@ async fn dropping_the_driver_ends_a_blocked_send() {
     assert!(r.is_err());
 }
 
-// Dropping the Driver fails a pending user ping instead of leaving it waiting.
+// Dropping the Keeper fails a pending user ping instead of leaving it waiting.
 #[tokio::test(start_paused = true)]
 async fn dropping_the_driver_fails_a_pending_ping() {
-    let (ws, mut peer, driver) = raw_client(quiet(), 64 * 1024).await;
+    let (ws, mut peer, keeper) = raw_client(quiet(), 64 * 1024).await;
     let pinger = ws.sender();
     let ping = tokio::spawn(async move { pinger.ping_with(b"x".to_vec()).await });
     let (b0, _) = timeout(PROMPT, read_frame(&mut peer)).await.unwrap();
     assert_eq!(b0, 0x89);
-    driver.abort();
+    keeper.abort();
     let r = timeout(PROMPT, ping).await.expect("ping returns").unwrap();
     assert!(r.is_err());
     drop(ws);

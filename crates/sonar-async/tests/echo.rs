@@ -81,10 +81,10 @@ async fn one_byte_reads_and_writes_with_pending_change_nothing() {
     let (a, b) = duplex(64);
     let server = tokio::spawn(async move {
         let io = Trickle::new(Compat::new(b));
-        let (mut ws, driver, req) = sonar_async::server(io, Config::default(), timer())
+        let (mut ws, keeper, req) = sonar_async::server(io, Config::default(), timer())
             .await
             .unwrap();
-        tokio::spawn(driver);
+        tokio::spawn(keeper);
         assert_eq!(req.path(), "/trickle");
         while let Some(m) = ws.recv().await {
             ws.send(m.unwrap()).await.unwrap();
@@ -93,10 +93,10 @@ async fn one_byte_reads_and_writes_with_pending_change_nothing() {
     });
     let req = sonar_async::ClientRequest::new("localhost", "/trickle");
     let io = Trickle::new(Compat::new(a));
-    let (mut ws, driver, _) = sonar_async::client(io, req, Config::default(), timer())
+    let (mut ws, keeper, _) = sonar_async::client(io, req, Config::default(), timer())
         .await
         .unwrap();
-    tokio::spawn(driver);
+    tokio::spawn(keeper);
     for n in [0usize, 1, 126, 3000] {
         let msg = Message::text("ä".repeat(n));
         ws.send(msg.clone()).await.unwrap();

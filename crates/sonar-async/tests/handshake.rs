@@ -32,14 +32,14 @@ async fn frames_coalesced_with_the_101_are_not_lost() {
 async fn from_upgraded_consumes_leftover_first() {
     let (a, mut b) = duplex(1024);
     let leftover = FrameBuilder::text(b"early").mask([1, 2, 3, 4]).build();
-    let (mut ws, driver) = sonar_async::from_upgraded(
+    let (mut ws, keeper) = sonar_async::from_upgraded(
         Compat::new(a),
         Role::Server,
         &leftover,
         Config::default(),
         timer(),
     );
-    tokio::spawn(driver);
+    tokio::spawn(keeper);
     let m = recv_message(&mut ws).await;
     assert_eq!(m, Message::text("early"));
     ws.send(Message::text("reply")).await.unwrap();

@@ -144,20 +144,20 @@ async fn split_halves_echo_over_loopback_tcp() {
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
-            let (ws, driver, _req) =
+            let (ws, keeper, _req) =
                 sonar_async::server(Compat::new(tcp), Config::default(), timer())
                     .await
                     .unwrap();
-            tokio::spawn(driver);
+            tokio::spawn(keeper);
             ws
         });
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let req = sonar_async::ClientRequest::new("localhost", "/");
-        let (client, driver, _) =
+        let (client, keeper, _) =
             sonar_async::client(Compat::new(tcp), req, Config::default(), timer())
                 .await
                 .unwrap();
-        tokio::spawn(driver);
+        tokio::spawn(keeper);
         stress(client, server.await.unwrap(), 20_000).await;
     };
     timeout(Duration::from_secs(120), run)

@@ -187,12 +187,12 @@ fn saw_ping_then_close(bytes: &[u8]) -> bool {
 async fn client_role<R: Runtime>(rt: R, port: u16, timer: ManualTimer) -> (Duration, Error) {
     let tcp = rt.connect_tcp("127.0.0.1", port).await.unwrap();
     let req = ClientRequest::from_url(&format!("ws://127.0.0.1:{port}/")).unwrap();
-    let (mut ws, driver, _) =
+    let (mut ws, keeper, _) =
         sonar_async::client(tcp, req, Config::default(), Arc::new(timer.clone()))
             .await
             .unwrap();
     rt.spawn(Box::pin(async move {
-        let _ = driver.await;
+        let _ = keeper.await;
     }));
     advance_until_failed(&timer, &mut ws).await
 }
@@ -207,11 +207,11 @@ async fn server_role<R: Runtime>(
         .send(rt.local_addr(&listener).unwrap().port())
         .unwrap();
     let (tcp, _) = rt.accept_tcp(&listener).await.unwrap();
-    let (mut ws, driver, _) = sonar_async::server(tcp, Config::default(), Arc::new(timer.clone()))
+    let (mut ws, keeper, _) = sonar_async::server(tcp, Config::default(), Arc::new(timer.clone()))
         .await
         .unwrap();
     rt.spawn(Box::pin(async move {
-        let _ = driver.await;
+        let _ = keeper.await;
     }));
     advance_until_failed(&timer, &mut ws).await
 }

@@ -62,11 +62,11 @@ async fn echo_polls(conns: usize, echoes: usize) -> Polls {
             for _ in 0..conns {
                 let (tcp, _) = listener.accept().await.unwrap();
                 tcp.set_nodelay(true).unwrap();
-                let (mut ws, driver, _req) =
+                let (mut ws, keeper_task, _req) =
                     sonar_async::server(Compat::new(tcp), Config::default(), Arc::new(TokioTimer))
                         .await
                         .unwrap();
-                tokio::spawn(counted(driver, &keeper));
+                tokio::spawn(counted(keeper_task, &keeper));
                 tokio::spawn(counted(
                     async move {
                         while let Some(Ok(m)) = ws.recv().await {

@@ -49,9 +49,9 @@ pub type Reconnect = sonar_async::Reconnect<Tokio>;
 pub mod generic {
     //! The runtime-generic layer under this adapter (`sonar-async`), for custom transports
     //! and executors: handshakes over any futures-io stream that return the connection's
-    //! [`Driver`] for the caller to spawn, the [`Runtime`] seam, and the [`Timer`] seam.
+    //! [`Keeper`] for the caller to spawn, the [`Runtime`] seam, and the [`Timer`] seam.
     pub use sonar_async::{
-        BoxFuture, Driver, Incoming, Listener, ReadIntoSpare, RefFuture, Runtime, Sleep,
+        BoxFuture, Incoming, Keeper, Listener, ReadIntoSpare, RefFuture, Runtime, Sleep,
         TAKEOVER_DELAY, Timer, Transport, accept_with, client, connect, connect_retrying,
         connect_url, from_upgraded, from_upgraded_deflate, server, server_with,
     };
@@ -276,14 +276,14 @@ pub fn from_upgraded<T>(io: T, role: Role, config: Config) -> WebSocket
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (ws, driver) = sonar_async::from_upgraded(
+    let (ws, keeper) = sonar_async::from_upgraded(
         Compat::transport(io),
         role,
         &[],
         config,
         Arc::new(TokioTimer),
     );
-    spawn_keeper(driver);
+    spawn_keeper(keeper);
     ws
 }
 
@@ -299,7 +299,7 @@ pub fn from_upgraded_deflate<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (ws, driver) = sonar_async::from_upgraded_deflate(
+    let (ws, keeper) = sonar_async::from_upgraded_deflate(
         Compat::transport(io),
         role,
         &[],
@@ -307,14 +307,14 @@ where
         config,
         Arc::new(TokioTimer),
     );
-    spawn_keeper(driver);
+    spawn_keeper(keeper);
     ws
 }
 
-fn spawn_keeper<T: Send + 'static>(driver: sonar_async::Driver<T>) {
+fn spawn_keeper(keeper: sonar_async::Keeper) {
     tokio::spawn(async move {
         // The outcome is the application's to see through its handles.
-        let _ = driver.await;
+        let _ = keeper.await;
     });
 }
 

@@ -1,7 +1,7 @@
 //! The state of one connection and the one routine that moves it forward ([`State::drive`]).
 //!
 //! The state (transport, codec, keepalive, the queue of received messages) sits behind one
-//! mutex shared by the application's handles and the keeper task ([`crate::Driver`]).
+//! mutex shared by the application's handles and the keeper task ([`crate::Keeper`]).
 //! Whoever needs progress drives it inline: `recv` reads and parses when its queue is empty,
 //! `send` encodes and writes at once, and the keeper drives only when nobody else is
 //! waiting (keepalive deadlines, pings from the peer while the application is busy, the

@@ -56,9 +56,9 @@ enum Kind {
 /// use std::sync::Arc;
 /// # let timer: Arc<dyn sonar_async::Timer> = unimplemented!();
 /// let transport = sonar_async::Transport::new(io);
-/// let (ws, driver, _request) =
+/// let (ws, keeper, _request) =
 ///     sonar_async::server(transport, sonar_async::Config::default(), timer).await?;
-/// # drop((ws, driver)); Ok(()) }
+/// # drop((ws, keeper)); Ok(()) }
 /// ```
 pub struct Transport {
     kind: Kind,

@@ -100,7 +100,7 @@ pub fn timer() -> Arc<dyn sonar_async::Timer> {
     Arc::new(TokioTimer)
 }
 
-/// A connected pair of sonar endpoints over an in-memory pipe, drivers spawned.
+/// A connected pair of sonar endpoints over an in-memory pipe, keepers spawned.
 pub async fn pair(
     client_cfg: Config,
     server_cfg: Config,
@@ -108,17 +108,17 @@ pub async fn pair(
 ) -> (WebSocket, WebSocket) {
     let (a, b) = duplex(capacity);
     let server = tokio::spawn(async move {
-        let (ws, driver, _req) = sonar_async::server(Compat::new(b), server_cfg, timer())
+        let (ws, keeper, _req) = sonar_async::server(Compat::new(b), server_cfg, timer())
             .await
             .unwrap();
-        tokio::spawn(driver);
+        tokio::spawn(keeper);
         ws
     });
     let req = sonar_async::ClientRequest::new("localhost", "/");
-    let (client, driver, _acc) = sonar_async::client(Compat::new(a), req, client_cfg, timer())
+    let (client, keeper, _acc) = sonar_async::client(Compat::new(a), req, client_cfg, timer())
         .await
         .unwrap();
-    tokio::spawn(driver);
+    tokio::spawn(keeper);
     (client, server.await.unwrap())
 }
 
@@ -144,7 +144,7 @@ pub fn accept_response(head: &str) -> String {
 }
 
 /// A sonar client connected to a raw, scripted server over a pipe of `capacity` bytes per
-/// direction; the driver is spawned and its handle returned (abort it to drop the driver).
+/// direction; the keeper is spawned and its handle returned (abort it to drop the keeper).
 pub async fn raw_client(
     cfg: Config,
     capacity: usize,
@@ -166,7 +166,7 @@ where
 
 /// A sonar server accepting a raw, scripted client over a pipe of `capacity` bytes per
 /// direction; the client's request carries `extra` header lines (each ending in `\r\n`),
-/// and the 101 has been read off the returned stream. The driver is spawned.
+/// and the 101 has been read off the returned stream. The keeper is spawned.
 pub async fn raw_server(
     cfg: Config,
     capacity: usize,
@@ -183,8 +183,8 @@ pub async fn raw_server(
     b.write_all(request.as_bytes()).await.unwrap();
     let head = read_head(&mut b).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    let (ws, driver, _request) = server.await.unwrap();
-    (ws, b, tokio::spawn(driver))
+    let (ws, keeper, _request) = server.await.unwrap();
+    (ws, b, tokio::spawn(keeper))
 }
 
 /// How the client side of a [`raw_client`] reads its transport.
@@ -240,9 +240,9 @@ where
         Reads::Plain => sonar_async::Transport::new(Compat::new(a)),
         Reads::Spare => Compat::transport(a),
     };
-    let (ws, driver, _) = sonar_async::client(transport, req, cfg, timer())
+    let (ws, keeper, _) = sonar_async::client(transport, req, cfg, timer())
         .await
         .unwrap();
-    let handle = tokio::spawn(driver);
+    let handle = tokio::spawn(keeper);
     (ws, server.await.unwrap(), handle)
 }

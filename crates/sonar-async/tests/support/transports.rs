@@ -72,13 +72,13 @@ pub async fn counted_client(
 ) {
     let polls = Arc::new(AtomicUsize::new(0));
     let p = polls.clone();
-    let (ws, peer, driver) = super::raw_client_with(cfg, capacity, move |inner| Counted {
+    let (ws, peer, keeper) = super::raw_client_with(cfg, capacity, move |inner| Counted {
         inner,
         polls: p,
         cap,
     })
     .await;
-    (ws, peer, driver, polls)
+    (ws, peer, keeper, polls)
 }
 
 /// The polls a [`counted_client`]'s transport has seen.

@@ -60,7 +60,7 @@ fn drive(shared: &Shared) {
     }
 }
 
-/// The keeper task (see `Driver::poll`), without the connection state.
+/// The keeper task (see `Keeper::poll`), without the connection state.
 struct Keeper {
     shared: std::sync::Arc<Shared>,
     watching: bool,

@@ -2,7 +2,6 @@
 //! drives (see [`crate::conn`]).
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -21,8 +20,8 @@ use crate::{Error, Sleep, Timer};
 /// it alongside the application with a `select`). Dropping it closes the transport at once.
 /// It resolves to `Ok(())` after a completed closing handshake and to the error that ended
 /// the connection otherwise (the same error the application's handles report).
-#[must_use = "keepalive and the closing handshake need the driver to be polled (spawn it)"]
-pub struct Driver<T> {
+#[must_use = "keepalive and the closing handshake need the keeper to be polled (spawn it)"]
+pub struct Keeper {
     inner: Arc<Inner>,
     sleep: Option<Pin<Box<dyn Sleep>>>,
     armed: Option<Duration>,
@@ -32,21 +31,20 @@ pub struct Driver<T> {
     watching: bool,
     timer: Arc<dyn Timer>,
     finished: bool,
-    _io: PhantomData<fn() -> T>,
 }
 
-impl<T> std::fmt::Debug for Driver<T> {
+impl std::fmt::Debug for Keeper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Driver")
+        f.debug_struct("Keeper")
             .field("finished", &self.finished)
             .finish_non_exhaustive()
     }
 }
 
-impl<T> Driver<T> {
+impl Keeper {
     pub(crate) fn new(inner: Arc<Inner>) -> Self {
         let timer = inner.lock().timer();
-        Driver {
+        Keeper {
             inner,
             sleep: None,
             armed: None,
@@ -54,12 +52,11 @@ impl<T> Driver<T> {
             watching: false,
             timer,
             finished: false,
-            _io: PhantomData,
         }
     }
 }
 
-impl<T> Future for Driver<T> {
+impl Future for Keeper {
     type Output = Result<(), Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -121,7 +118,7 @@ impl<T> Future for Driver<T> {
     }
 }
 
-impl<T> Driver<T> {
+impl Keeper {
     /// Sets the watch to check [`TAKEOVER_DELAY`] from now.
     fn arm_watch(&mut self) {
         let at = self.timer.now() + TAKEOVER_DELAY;
@@ -159,7 +156,7 @@ impl<T> Driver<T> {
     }
 }
 
-impl<T> Drop for Driver<T> {
+impl Drop for Keeper {
     fn drop(&mut self) {
         if !self.finished {
             self.inner.lock().abort_now();
