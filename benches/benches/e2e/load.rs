@@ -38,7 +38,7 @@ pub enum Compression {
 
 impl Compression {
     /// The `Sec-WebSocket-Extensions` request header line, if any.
-    fn offer(self) -> &'static str {
+    pub fn offer(self) -> &'static str {
         match self {
             Compression::Off => "",
             Compression::Deflate {
@@ -127,7 +127,7 @@ pub fn masked_frame(payload: usize, compression: Compression) -> Vec<u8> {
 /// Counts frames in a byte stream without copying payloads (handles masked frames too, so the
 /// raw-TCP echo's verbatim echoes parse).
 #[derive(Default)]
-struct FrameCounter {
+pub struct FrameCounter {
     header: [u8; 14],
     header_len: usize,
     skip: u64,
@@ -138,7 +138,7 @@ struct FrameCounter {
 impl FrameCounter {
     /// Feeds bytes; calls `on_frame(first_byte, payload_len)` for every complete frame
     /// (`first_byte` holds FIN and the opcode).
-    fn feed(&mut self, mut data: &[u8], mut on_frame: impl FnMut(u8, u64)) {
+    pub fn feed(&mut self, mut data: &[u8], mut on_frame: impl FnMut(u8, u64)) {
         while !data.is_empty() {
             if self.skip > 0 {
                 let n = (self.skip.min(data.len() as u64)) as usize;
@@ -182,7 +182,7 @@ impl FrameCounter {
 }
 
 /// Connects and (unless raw) does the client handshake.
-async fn open(
+pub async fn open(
     addr: SocketAddr,
     websocket: bool,
     compression: Compression,
