@@ -374,9 +374,11 @@ fn serve_sonar_per_connection(setup: Setup) -> Outcome {
 
 /// `tokio-tungstenite-broadcast`: tokio-tungstenite 0.30 with a `tokio::sync::broadcast`
 /// channel (capacity [`BROADCAST_CAPACITY`]), the common pattern: one task per connection
-/// receives from the channel and sends; it `feed`s each message and flushes only when the
-/// channel has nothing more ready (as `StreamExt::forward` does), reads the peer in the
-/// same task (`select!`), and carries on after `Lagged` (those messages are skipped). The
+/// receives from the channel and sends on the connection's sink half (`StreamExt::split`);
+/// it `feed`s each message and flushes only when the channel has nothing more ready (as
+/// `StreamExt::forward` does), and carries on after `Lagged` (those messages are skipped);
+/// the stream half is read in a task of its own (as in tokio-tungstenite's broadcast
+/// example, where reading and forwarding are separate futures). The
 /// publisher: `tx.send(message.clone())` and yield. No compression (tokio-tungstenite has
 /// none).
 fn serve_tungstenite_broadcast(setup: Setup) -> Outcome {
@@ -406,28 +408,35 @@ fn serve_tungstenite_broadcast(setup: Setup) -> Outcome {
                 let mut rx = tx2.subscribe();
                 let ready = ready2.clone();
                 tokio::spawn(async move {
-                    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
                         return;
                     };
                     ready.fetch_add(1, Ordering::Relaxed);
+                    let (mut sink, mut stream) = ws.split();
+                    // The reading half in its own task, polled only when the peer sends:
+                    // tungstenite zeroes its read buffer on every read attempt, so polling it
+                    // after each message (one task with `select!`) would cost the peer more.
+                    let reader = tokio::spawn(async move {
+                        while let Some(Ok(m)) = stream.next().await {
+                            if m.is_close() {
+                                break;
+                            }
+                        }
+                    });
                     loop {
-                        tokio::select! {
-                            biased;
-                            m = rx.recv() => match m {
-                                Ok(m) => {
-                                    if ws.feed(m).await.is_err()
-                                        || (rx.is_empty() && ws.flush().await.is_err())
-                                    {
-                                        break;
-                                    }
+                        match rx.recv().await {
+                            Ok(m) => {
+                                if sink.feed(m).await.is_err()
+                                    || (rx.is_empty() && sink.flush().await.is_err())
+                                {
+                                    break;
                                 }
-                                Err(RecvError::Lagged(_)) => {}
-                                Err(RecvError::Closed) => break,
-                            },
-                            m = ws.next() => match m {
-                                Some(Ok(m)) if !m.is_close() => {}
-                                _ => break,
-                            },
+                            }
+                            Err(RecvError::Lagged(_)) => {}
+                            Err(RecvError::Closed) => break,
+                        }
+                        if reader.is_finished() {
+                            break;
                         }
                     }
                 });
