@@ -5,7 +5,7 @@
 //! A run: a fresh server child; `SUBSCRIBERS` WebSocket connections (the handshake of
 //! `load.rs`; with compression the offer `permessage-deflate; client_max_window_bits;
 //! server_no_context_takeover; client_no_context_takeover`), plus `--slow N` that complete the
-//! handshake and then never read; `go`; each fast connection counts the complete data frames
+//! handshake and then never read (receive buffer [`SLOW_RCVBUF`]); `go`; each fast connection counts the complete data frames
 //! it receives (`load::FrameCounter`, no payload copied) during `secs` seconds after a warm-up
 //! of a fifth of that; `stop`; the rate is the frames received by the fast subscribers over
 //! `secs`. Rounds are interleaved (every server, and with `--slow` its run with and without
@@ -31,6 +31,9 @@ pub const FANOUT_HEADER: &str = "| scenario | server | deliveries/s | vs best pe
                                  vs no slow subscriber | max unsent bytes of a subscriber | \
                                  server RSS | background CPU |\n| --- | --- | ---: | ---: | ---: \
                                  | ---: | ---: | ---: | ---: |";
+
+/// `SO_RCVBUF` of a slow subscriber (bytes).
+const SLOW_RCVBUF: u32 = 4096;
 
 /// One fan-out scenario: payload bytes, fast subscribers, slow ones, compression.
 #[derive(Clone, Copy, Debug)]
@@ -87,6 +90,9 @@ impl FanoutScenario {
 struct Done {
     published: u64,
     max_buffered: Option<u64>,
+    /// `Topics` counters (sonar-topics only).
+    delivered: Option<u64>,
+    skipped: Option<u64>,
     rss: u64,
 }
 
@@ -101,6 +107,8 @@ impl Done {
         Some(Done {
             published: u64::try_from(field("published")?).ok()?,
             max_buffered: field("max_buffered").and_then(|v| u64::try_from(v).ok()),
+            delivered: field("delivered").and_then(|v| u64::try_from(v).ok()),
+            skipped: field("skipped").and_then(|v| u64::try_from(v).ok()),
             rss: u64::try_from(field("rss")?).unwrap_or(0),
         })
     }
@@ -276,23 +284,32 @@ fn run_once(
     pin: bool,
 ) -> FanoutSample {
     let mut child = FanoutChild::start(kind, sc, pin);
-    let mut conns = rt.block_on(load::open_many(
+    let fast = rt.block_on(load::open_many(
         child.addr,
         true,
         sc.compression(),
-        sc.subscribers + sc.slow,
+        sc.subscribers,
     ));
-    if conns.len() != sc.subscribers + sc.slow {
+    // The slow subscribers: connected, never read, with a small receive buffer so that the
+    // kernel does not absorb minutes of messages before the server has to hold them.
+    let slow: Vec<TcpStream> = rt.block_on(async {
+        let mut slow = Vec::new();
+        for _ in 0..sc.slow {
+            let open = load::open_with(child.addr, true, sc.compression(), Some(SLOW_RCVBUF));
+            if let Ok(Ok(tcp)) = tokio::time::timeout(Duration::from_secs(20), open).await {
+                slow.push(tcp);
+            }
+        }
+        slow
+    });
+    if fast.len() + slow.len() != sc.subscribers + sc.slow {
         eprintln!(
             "  {}: only {} of {} connections opened",
             kind.name,
-            conns.len(),
+            fast.len() + slow.len(),
             sc.subscribers + sc.slow
         );
     }
-    // The slow subscribers: connected, never read.
-    let slow: Vec<TcpStream> = conns.drain(..sc.slow.min(conns.len())).collect();
-    let fast = conns;
     let connected = fast.len();
     child.say(&format!("go {}", connected + slow.len()));
     let payload = (!sc.compressed).then_some(sc.payload as u64);
@@ -438,7 +455,7 @@ pub fn run_fanout(
                 let s = run_once(&rt, kind, variants[v], secs, pin);
                 eprintln!(
                     "  [{}] run {}/{runs} {:<28} {:>10} deliveries/s {:>10} publishes/s \
-                     max unsent {} background CPU {}",
+                     max unsent {} skipped {} background CPU {}",
                     variants[v].label(),
                     run + 1,
                     kind.name,
@@ -447,6 +464,10 @@ pub fn run_fanout(
                     s.done
                         .max_buffered
                         .map_or_else(|| "-".to_owned(), |b| b.to_string()),
+                    match (s.done.delivered, s.done.skipped) {
+                        (Some(d), Some(k)) if d + k > 0 => fmt_pct(k as f64 / (d + k) as f64),
+                        _ => "-".to_owned(),
+                    },
                     fmt_pct(s.background),
                 );
                 rounds[k][v].push(s);

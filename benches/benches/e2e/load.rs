@@ -187,7 +187,22 @@ pub async fn open(
     websocket: bool,
     compression: Compression,
 ) -> std::io::Result<TcpStream> {
-    let mut tcp = TcpStream::connect(addr).await?;
+    open_with(addr, websocket, compression, None).await
+}
+
+/// [`open`], with the socket's receive buffer set to `recv_buffer` bytes before connecting
+/// (`SO_RCVBUF`; `None`: the kernel's default and autotuning).
+pub async fn open_with(
+    addr: SocketAddr,
+    websocket: bool,
+    compression: Compression,
+    recv_buffer: Option<u32>,
+) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if let Some(bytes) = recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    let mut tcp = socket.connect(addr).await?;
     tcp.set_nodelay(true)?;
     if !websocket {
         return Ok(tcp);
