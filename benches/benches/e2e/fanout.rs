@@ -465,7 +465,7 @@ pub fn run_fanout(
                         .max_buffered
                         .map_or_else(|| "-".to_owned(), |b| b.to_string()),
                     match (s.done.delivered, s.done.skipped) {
-                        (Some(d), Some(k)) if d + k > 0 => fmt_pct(k as f64 / (d + k) as f64),
+                        (Some(d), Some(k)) => format!("{k} of {}", d + k),
                         _ => "-".to_owned(),
                     },
                     fmt_pct(s.background),
