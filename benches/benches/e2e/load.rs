@@ -38,7 +38,7 @@ pub enum Compression {
 
 impl Compression {
     /// The `Sec-WebSocket-Extensions` request header line, if any.
-    fn offer(self) -> &'static str {
+    pub fn offer(self) -> &'static str {
         match self {
             Compression::Off => "",
             Compression::Deflate {
@@ -127,7 +127,7 @@ pub fn masked_frame(payload: usize, compression: Compression) -> Vec<u8> {
 /// Counts frames in a byte stream without copying payloads (handles masked frames too, so the
 /// raw-TCP echo's verbatim echoes parse).
 #[derive(Default)]
-struct FrameCounter {
+pub struct FrameCounter {
     header: [u8; 14],
     header_len: usize,
     skip: u64,
@@ -138,7 +138,7 @@ struct FrameCounter {
 impl FrameCounter {
     /// Feeds bytes; calls `on_frame(first_byte, payload_len)` for every complete frame
     /// (`first_byte` holds FIN and the opcode).
-    fn feed(&mut self, mut data: &[u8], mut on_frame: impl FnMut(u8, u64)) {
+    pub fn feed(&mut self, mut data: &[u8], mut on_frame: impl FnMut(u8, u64)) {
         while !data.is_empty() {
             if self.skip > 0 {
                 let n = (self.skip.min(data.len() as u64)) as usize;
@@ -182,12 +182,27 @@ impl FrameCounter {
 }
 
 /// Connects and (unless raw) does the client handshake.
-async fn open(
+pub async fn open(
     addr: SocketAddr,
     websocket: bool,
     compression: Compression,
 ) -> std::io::Result<TcpStream> {
-    let mut tcp = TcpStream::connect(addr).await?;
+    open_with(addr, websocket, compression, None).await
+}
+
+/// [`open`], with the socket's receive buffer set to `recv_buffer` bytes before connecting
+/// (`SO_RCVBUF`; `None`: the kernel's default and autotuning).
+pub async fn open_with(
+    addr: SocketAddr,
+    websocket: bool,
+    compression: Compression,
+    recv_buffer: Option<u32>,
+) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if let Some(bytes) = recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    let mut tcp = socket.connect(addr).await?;
     tcp.set_nodelay(true)?;
     if !websocket {
         return Ok(tcp);

@@ -1,4 +1,4 @@
-//! End-to-end echo benchmark: sonar (tokio, smol, async-std, the axum extractor, and the
+//! End-to-end echo and fan-out benchmark: sonar (tokio, smol, async-std, the axum extractor, and the
 //! `sonar serve` command) against tokio-tungstenite, fastwebsockets, tokio-websockets,
 //! sockudo-ws, axum's own `extract::ws` and raw-TCP echoes on tokio, smol and async-std (the
 //! ceilings), measured the way a user would measure them.
@@ -31,7 +31,15 @@
 //!   only: sonar-tokio, sonar-axum, yawc).
 //! - `cargo bench -p sonar-benches --bench e2e -- --mem 10000 [--after-one-message]`: idle
 //!   resident memory per connection above the empty-server baseline.
-//! - `cargo bench -p sonar-benches -- --test`: smoke run (every server echoes a few messages).
+//! - `cargo bench -p sonar-benches --bench e2e -- --fanout PAYLOAD:SUBSCRIBERS [--slow N]
+//!   [--deflate-no-context-takeover] [--runs R] [--secs S] [--servers a,b] [--header]`: fan-out
+//!   (issue 16): one publisher sends the same message to every subscriber as fast as its
+//!   pattern allows, deliveries per second to the subscribers (`fanout.rs` for the load side,
+//!   `fanout_servers.rs` for the servers: sonar's `Topics`, a per-connection `try_send` loop,
+//!   tokio-tungstenite with `tokio::sync::broadcast`, a fastwebsockets write loop). `--slow N`
+//!   adds N subscribers that never read, in rounds interleaved with runs without them.
+//! - `cargo bench -p sonar-benches -- --test`: smoke run (every server echoes a few messages;
+//!   every fan-out server delivers to 20 subscribers).
 #![allow(
     missing_docs,
     unreachable_pub,
@@ -40,6 +48,8 @@
     clippy::panic
 )]
 
+mod fanout;
+mod fanout_servers;
 mod load;
 mod memory;
 mod process;
@@ -60,12 +70,41 @@ fn main() {
         process::serve_child(args.get(1).map_or("", String::as_str));
         return;
     }
+    if args.first().map(String::as_str) == Some("serve-fanout") {
+        fanout::serve_child(&args[1..]);
+        return;
+    }
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let runs: usize = value("--runs").and_then(|v| v.parse().ok()).unwrap_or(5);
+    let secs: f64 = value("--secs").and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    if let Some(scenarios) = value("--fanout") {
+        assert!(
+            !flag("--deflate"),
+            "--fanout compresses only with --deflate-no-context-takeover"
+        );
+        if flag("--header") {
+            println!("{}", fanout::FANOUT_HEADER);
+        }
+        let slow = value("--slow").map_or(0, |v| v.parse().expect("--slow N"));
+        let compressed = flag("--deflate-no-context-takeover");
+        let servers = value("--servers");
+        fanout::run_cli(
+            &scenarios,
+            servers.as_deref(),
+            slow,
+            compressed,
+            runs,
+            secs,
+            pin(),
+        );
+        return;
+    }
     let servers: Vec<&'static ServerKind> = match value("--servers") {
         Some(list) => servers::SERVERS
             .iter()
@@ -93,11 +132,7 @@ fn main() {
             }
         })
         .collect();
-    let pin = process::can_pin() && process::pin_load_generator();
-    if !pin {
-        eprintln!("e2e: taskset or a second CPU is missing: server and load generator unpinned");
-    }
-    let flag = |name: &str| args.iter().any(|a| a == name);
+    let pin = pin();
     let compression = if flag("--deflate") {
         Compression::Deflate {
             context_takeover: true,
@@ -128,7 +163,10 @@ fn main() {
             };
             ok &= report::run_scenario(&deflating, sc, 1, 0.05, pin);
         }
+        // Fan-out: every fan-out server delivers (see `fanout.rs`).
+        let fanned = fanout::smoke(value("--servers").as_deref(), pin);
         assert!(ok, "a server failed to echo");
+        assert!(fanned, "a fan-out server failed to deliver");
         return;
     }
     if let Some(conns) = value("--mem") {
@@ -142,8 +180,6 @@ fn main() {
         );
         return;
     }
-    let runs: usize = value("--runs").and_then(|v| v.parse().ok()).unwrap_or(5);
-    let secs: f64 = value("--secs").and_then(|v| v.parse().ok()).unwrap_or(1.0);
     let scenarios: Vec<Scenario> = value("--scenario")
         .unwrap_or_else(|| "16:64:1".to_owned())
         .split(',')
@@ -153,4 +189,13 @@ fn main() {
     for sc in scenarios {
         report::run_scenario(&servers, sc, runs, secs, pin);
     }
+}
+
+/// Pins the load generator to its CPU (server children go to the other); false if it cannot.
+fn pin() -> bool {
+    let pin = process::can_pin() && process::pin_load_generator();
+    if !pin {
+        eprintln!("e2e: taskset or a second CPU is missing: server and load generator unpinned");
+    }
+    pin
 }

@@ -65,6 +65,23 @@ pub fn command_path(program: &str, env: &str) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// The command that starts `program` with `args` as a server child: on the server CPU when
+/// `pin`, stdin and stdout piped.
+pub fn server_command(program: PathBuf, args: &[&str], pin: bool) -> Command {
+    let mut command = if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", SERVER_CPU]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    command
+}
+
 /// A server running in a child process.
 pub struct ServerProcess {
     pub kind: &'static ServerKind,
@@ -89,17 +106,7 @@ impl ServerProcess {
             ),
         };
         let external = matches!(kind.launch, Launch::Command { .. });
-        let mut command = if pin {
-            let mut c = Command::new("taskset");
-            c.args(["-c", SERVER_CPU]).arg(program);
-            c
-        } else {
-            Command::new(program)
-        };
-        command
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
+        let mut command = server_command(program, &args, pin);
         if external {
             // `sonar serve` logs every connection on stderr: kept out of the bench's output.
             command.stderr(Stdio::null());
@@ -148,7 +155,7 @@ impl ServerProcess {
 
     /// The child's CPU time so far, in clock ticks.
     pub fn cpu_ticks(&self) -> u64 {
-        process_ticks(&format!("/proc/{}/stat", self.child.id()))
+        child_ticks(&self.child)
     }
 
     /// Closes the child's stdin (SIGTERM for another executable) and waits (up to 10 s, then
@@ -160,17 +167,22 @@ impl ServerProcess {
                 .args(["-TERM", &self.child.id().to_string()])
                 .status();
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) => return,
-                _ if Instant::now() > deadline => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return;
-                }
-                _ => std::thread::sleep(Duration::from_millis(20)),
+        wait_or_kill(&mut self.child, Duration::from_secs(10));
+    }
+}
+
+/// Waits for `child` to exit, up to `within`, then kills it.
+pub fn wait_or_kill(child: &mut Child, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return,
+            _ if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
             }
+            _ => std::thread::sleep(Duration::from_millis(20)),
         }
     }
 }
@@ -192,8 +204,13 @@ pub fn serve_child(name: &str) {
     server.stop();
 }
 
+/// A child's CPU time so far (utime + stime), in clock ticks.
+pub fn child_ticks(child: &Child) -> u64 {
+    process_ticks(&format!("/proc/{}/stat", child.id()))
+}
+
 /// VmRSS in bytes from a `/proc/PID/status` file (0 where it cannot be read).
-fn vm_rss(path: &str) -> u64 {
+pub fn vm_rss(path: &str) -> u64 {
     let status = std::fs::read_to_string(path).unwrap_or_default();
     status
         .lines()
@@ -245,18 +262,30 @@ pub struct CpuMark {
 impl CpuMark {
     /// Marks now; `server` is the child under load.
     pub fn now(server: &ServerProcess) -> CpuMark {
+        CpuMark::with_server_ticks(server.cpu_ticks())
+    }
+
+    /// Marks now; `server_ticks`: the CPU time of the server child under load so far
+    /// ([`child_ticks`]).
+    pub fn with_server_ticks(server_ticks: u64) -> CpuMark {
         let (busy, total) = machine_ticks();
         CpuMark {
             busy,
             total,
-            ours: process_ticks("/proc/self/stat") + server.cpu_ticks(),
+            ours: process_ticks("/proc/self/stat") + server_ticks,
         }
     }
 
     /// The share of the machine's CPU time since the mark that neither the load generator nor
     /// the server used (0.0 to 1.0; NaN if `/proc` cannot be read).
     pub fn background_since(&self, server: &ServerProcess) -> f64 {
-        let later = CpuMark::now(server);
+        self.background_with_server_ticks(server.cpu_ticks())
+    }
+
+    /// [`background_since`](Self::background_since) for a server child whose CPU time is
+    /// now `server_ticks`.
+    pub fn background_with_server_ticks(&self, server_ticks: u64) -> f64 {
+        let later = CpuMark::with_server_ticks(server_ticks);
         let total = later.total.saturating_sub(self.total);
         if total == 0 {
             return f64::NAN;

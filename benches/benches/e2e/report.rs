@@ -22,7 +22,7 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-fn fmt_rate(v: f64) -> String {
+pub fn fmt_rate(v: f64) -> String {
     if v.is_nan() {
         "-".into()
     } else if v >= 1e6 {
@@ -151,7 +151,7 @@ pub fn run_scenario(
     ok
 }
 
-fn fmt_ratio(v: f64) -> String {
+pub fn fmt_ratio(v: f64) -> String {
     if v.is_nan() {
         "-".into()
     } else {
@@ -159,7 +159,7 @@ fn fmt_ratio(v: f64) -> String {
     }
 }
 
-fn fmt_pct(v: f64) -> String {
+pub fn fmt_pct(v: f64) -> String {
     if v.is_nan() {
         "-".into()
     } else {

@@ -596,7 +596,7 @@ async fn sockudo_echo(tcp: TcpStream) {
 
 /// The server handshake for fastwebsockets, which leaves the HTTP upgrade to its user (hyper,
 /// or this): request and answer by `sonar_handshake`.
-async fn accept_handshake(mut tcp: TcpStream) -> std::io::Result<TcpStream> {
+pub async fn accept_handshake(mut tcp: TcpStream) -> std::io::Result<TcpStream> {
     let head = crate::load::read_head(&mut tcp).await?;
     let handshake = sonar_handshake::ServerHandshake::new();
     let Ok(Some((request, _))) = handshake.decode_request(&head) else {
