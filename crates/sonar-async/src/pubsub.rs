@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sonar_core::{CloseCode, PreparedMessage};
 
+use crate::conn::WriteWhen;
 use crate::socket::{Offer, WsWriter};
 use crate::sync::{Mutex, lock};
 
@@ -56,8 +57,10 @@ pub struct Delivery {
 /// topic, so the message is framed (and compressed, per compressor settings without context
 /// takeover) once for all of them.
 ///
-/// Publishing never waits: each subscriber's message is queued and written as far as its
-/// transport takes it at once (the connection's keeper writes the rest). A subscriber whose
+/// Publishing never waits: each subscriber's message is queued, and the connection's keeper
+/// (woken once) writes everything published to it before it runs in one write, or the
+/// publish itself writes once 16 KiB are queued; so a burst of publishes costs one system
+/// call per subscriber, not one per message. A subscriber whose
 /// unsent bytes would pass `max_backpressure` with the message is skipped for that message,
 /// or closed with 1008, as [`OnBackpressure`] says; so a subscriber that never reads holds
 /// at most `max_backpressure` bytes (plus its connection's write buffer), and the others
@@ -181,7 +184,7 @@ impl Topics {
         let mut delivery = Delivery::default();
         let mut leaving: Vec<&WsWriter> = Vec::new();
         for writer in subscribers.iter() {
-            match writer.offer(message, self.shared.max_backpressure) {
+            match writer.offer(message, self.shared.max_backpressure, WriteWhen::Batched) {
                 Offer::Queued => delivery.delivered += 1,
                 Offer::Full => match self.shared.on_backpressure {
                     OnBackpressure::Skip => delivery.skipped += 1,

@@ -13,7 +13,7 @@ use sonar_core::{CloseCode, CloseFrame, Message, PreparedMessage};
 use sonar_keepalive::{Pinger, RttStats};
 
 use crate::Error;
-use crate::conn::{Inner, State};
+use crate::conn::{Inner, State, WriteWhen};
 use crate::shared::{CloseStatus, Stats};
 
 /// One WebSocket connection, as the application sees it.
@@ -338,7 +338,7 @@ impl WsWriter {
             if std::mem::replace(&mut queued, true) {
                 return Poll::Ready(Ok(()));
             }
-            Poll::Ready(st.send_prepared(message, cx))
+            Poll::Ready(st.send_prepared(message, WriteWhen::Now, cx))
         })
         .await
     }
@@ -347,7 +347,7 @@ impl WsWriter {
     /// error hands back a clone of its message (sharing the payload). For fan-out to topics
     /// with a backpressure limit per subscriber, see [`Topics`](crate::Topics).
     pub fn try_send_prepared(&mut self, message: &PreparedMessage) -> Result<(), TrySendError> {
-        match self.offer(message, usize::MAX) {
+        match self.offer(message, usize::MAX, WriteWhen::Now) {
             Offer::Queued => Ok(()),
             Offer::Full => Err(TrySendError::Full(message.message().clone())),
             Offer::Closed(e) => Err(TrySendError::Closed(message.message().clone(), e)),
@@ -355,9 +355,11 @@ impl WsWriter {
     }
 
     /// Queues `message` unless the connection is closing, its write queue is full, or its
-    /// unsent bytes would pass `limit` with this message.
-    pub(crate) fn offer(&self, message: &PreparedMessage, limit: usize) -> Offer {
-        self.try_queue(message.len(), limit, |st, cx| st.send_prepared(message, cx))
+    /// unsent bytes would pass `limit` with this message; it is written as `when` says.
+    pub(crate) fn offer(&self, message: &PreparedMessage, limit: usize, when: WriteWhen) -> Offer {
+        self.try_queue(message.len(), limit, |st, cx| {
+            st.send_prepared(message, when, cx)
+        })
     }
 
     /// Queues with `queue` unless the connection is closing, its write queue is full, or its

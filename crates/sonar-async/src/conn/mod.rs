@@ -75,6 +75,17 @@ pub(crate) enum Outcome {
     Failed(Error, Option<CloseStatus>),
 }
 
+/// When a queued message is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteWhen {
+    /// At once, by the caller (or together with the answers to a burst of received messages
+    /// the application has yet to take).
+    Now,
+    /// Together with whatever else is queued before the keeper runs (fan-out: many publishes,
+    /// one write per connection), or at once when [`BATCH_BYTES`] are queued.
+    Batched,
+}
+
 /// What one call of [`State::drive`] should do about writes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -474,21 +485,23 @@ impl State {
     /// Queues a message and writes it, or leaves it for one write with the answers to the
     /// messages the application has yet to take.
     pub(crate) fn send(&mut self, message: Message, cx: &mut Context<'_>) -> Result<(), Error> {
-        self.queue_message(cx, |conn| conn.send(message))
+        self.queue_message(cx, WriteWhen::Now, |conn| conn.send(message))
     }
 
-    /// Queues a prepared message (see [`send`](Self::send)).
+    /// Queues a prepared message, written as `when` says (see [`send`](Self::send)).
     pub(crate) fn send_prepared(
         &mut self,
         message: &PreparedMessage,
+        when: WriteWhen,
         cx: &mut Context<'_>,
     ) -> Result<(), Error> {
-        self.queue_message(cx, |conn| conn.send_prepared(message))
+        self.queue_message(cx, when, |conn| conn.send_prepared(message))
     }
 
     fn queue_message(
         &mut self,
         cx: &mut Context<'_>,
+        when: WriteWhen,
         queue: impl FnOnce(&mut Connection) -> Result<(), sonar_core::SendError>,
     ) -> Result<(), Error> {
         if self.is_closing() {
@@ -497,7 +510,7 @@ impl State {
         queue(&mut self.conn).map_err(|e| self.refused(e))?;
         self.stats.messages_out += 1;
         self.queued += 1;
-        self.after_queue(cx);
+        self.after_queue(cx, when);
         Ok(())
     }
 
@@ -507,16 +520,18 @@ impl State {
             return Err(self.closed_error());
         }
         self.conn.pong(payload).map_err(|e| self.refused(e))?;
-        self.after_queue(cx);
+        self.after_queue(cx, WriteWhen::Now);
         Ok(())
     }
 
-    fn after_queue(&mut self, cx: &mut Context<'_>) {
-        if self.inbox.is_empty() || self.conn.outbound_len() >= BATCH_BYTES {
+    fn after_queue(&mut self, cx: &mut Context<'_>, when: WriteWhen) {
+        let batch = when == WriteWhen::Batched || !self.inbox.is_empty();
+        if !batch || self.conn.outbound_len() >= BATCH_BYTES {
             self.drive(Mode::Write, cx);
         } else if !self.deferred {
-            // More messages are waiting for the application: their answers go out in one
-            // write, by the next `recv` that finds the queue empty, or by the keeper.
+            // More messages are waiting for the application (their answers go out in one
+            // write, by the next `recv` that finds the queue empty), or more publishes will
+            // follow: the keeper, woken once, writes everything queued by the time it runs.
             self.deferred = true;
             self.hub.wake_keeper();
         }
