@@ -141,10 +141,14 @@ impl FanoutChild {
         let exe = std::env::current_exe().expect("current exe");
         let payload = sc.payload.to_string();
         let compressed = if sc.compressed { "1" } else { "0" };
-        let mut child =
-            process::server_command(exe, &["serve-fanout", kind.name, &payload, compressed], pin)
-                .spawn()
-                .expect("spawn fan-out server");
+        let mut child = process::server_command(
+            exe,
+            &["serve-fanout", kind.name, &payload, compressed],
+            pin,
+            process::SERVER_CPU,
+        )
+        .spawn()
+        .expect("spawn fan-out server");
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("child stdout"));
         // A thread reads the child's lines, so the load generator never blocks on the pipe.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::servers::{self, Launch, ServerKind};
 
 /// The CPU the server children run on.
-const SERVER_CPU: &str = "0";
+pub const SERVER_CPU: &str = "0";
 /// The CPU the load generator runs on.
 const LOAD_CPU: &str = "1";
 
@@ -65,12 +65,13 @@ pub fn command_path(program: &str, env: &str) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-/// The command that starts `program` with `args` as a server child: on the server CPU when
-/// `pin`, stdin and stdout piped.
-pub fn server_command(program: PathBuf, args: &[&str], pin: bool) -> Command {
+/// The command that starts `program` with `args` as a server child: on `cpus` (a taskset
+/// list; [`SERVER_CPU`] for every server but the multi-threaded rows) when `pin`, stdin and
+/// stdout piped.
+pub fn server_command(program: PathBuf, args: &[&str], pin: bool, cpus: &str) -> Command {
     let mut command = if pin {
         let mut c = Command::new("taskset");
-        c.args(["-c", SERVER_CPU]).arg(program);
+        c.args(["-c", cpus]).arg(program);
         c
     } else {
         Command::new(program)
@@ -94,19 +95,26 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `kind` in a child (on the server CPU when `pin`) and waits for its address.
     pub fn start(kind: &'static ServerKind, pin: bool) -> ServerProcess {
-        let (program, args): (PathBuf, Vec<&str>) = match &kind.launch {
+        let (program, args, cpus): (PathBuf, Vec<&str>, &str) = match &kind.launch {
             Launch::InProcess(_) => (
                 std::env::current_exe().expect("current exe"),
                 vec!["serve", kind.name],
+                SERVER_CPU,
             ),
-            Launch::Command { program, env, args } => (
+            Launch::Command {
+                program,
+                env,
+                args,
+                cpus,
+            } => (
                 command_path(program, env)
                     .unwrap_or_else(|| panic!("{}: no {program} executable", kind.name)),
                 args.to_vec(),
+                cpus,
             ),
         };
         let external = matches!(kind.launch, Launch::Command { .. });
-        let mut command = server_command(program, &args, pin);
+        let mut command = server_command(program, &args, pin, cpus);
         if external {
             // `sonar serve` logs every connection on stderr: kept out of the bench's output.
             command.stderr(Stdio::null());

@@ -43,11 +43,13 @@ pub enum Launch {
     InProcess(fn(mpsc::Sender<SocketAddr>, oneshot::Receiver<()>)),
     /// Another executable of this workspace, found next to this one in the target directory
     /// (`target/PROFILE/`, or the path in the environment variable `env` if set), run with
-    /// `args`. It prints a stdout line containing `listening on ADDR`, and stops on SIGTERM.
+    /// `args` on the CPUs `cpus` (a taskset list) when pinning. It prints a stdout line
+    /// containing `listening on ADDR`, and stops on SIGTERM.
     Command {
         program: &'static str,
         env: &'static str,
         args: &'static [&'static str],
+        cpus: &'static str,
     },
 }
 
@@ -73,6 +75,44 @@ pub const SERVERS: &[ServerKind] = &[
             program: "sonar",
             env: "SONAR_BIN",
             args: &["serve", "--addr", "127.0.0.1:0"],
+            cpus: crate::process::SERVER_CPU,
+        },
+    },
+    // `sonar serve --threads 2` on both CPUs (its second thread shares CPU 1 with the load
+    // generator: on a 2-CPU machine this row shows what a second core can add, and its cost).
+    ServerKind {
+        name: "sonar-serve-2-threads",
+        peer: false,
+        websocket: true,
+        deflate: true,
+        ceiling: Some("raw-tcp"),
+        launch: Launch::Command {
+            program: "sonar",
+            env: "SONAR_BIN",
+            args: &["serve", "--addr", "127.0.0.1:0", "--threads", "2"],
+            cpus: "0,1",
+        },
+    },
+    // Two accept loops on one port (`SO_REUSEPORT`), each a single-threaded runtime, on both
+    // CPUs, as nginx and uWebSockets scale.
+    ServerKind {
+        name: "sonar-serve-reuse-port-2",
+        peer: false,
+        websocket: true,
+        deflate: true,
+        ceiling: Some("raw-tcp"),
+        launch: Launch::Command {
+            program: "sonar",
+            env: "SONAR_BIN",
+            args: &[
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--reuse-port",
+                "--threads",
+                "2",
+            ],
+            cpus: "0,1",
         },
     },
     ServerKind {
