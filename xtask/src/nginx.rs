@@ -112,12 +112,7 @@ fn run(sonar: &Path, binary: &Path, dir: &Path, lines: &mut Vec<String>) -> Resu
     let url = format!("ws://127.0.0.1:{}/", proxy.port);
 
     // (a) Spread: one client at a time (each echoes before the next starts), round robin.
-    let mut clients = Vec::with_capacity(CLIENTS);
-    for i in 0..CLIENTS {
-        let mut client = Client::start(sonar, &url)?;
-        client.echo(&format!("hello {i}"))?;
-        clients.push(client);
-    }
+    let mut clients = connect_echoing(sonar, &url, CLIENTS, "hello")?;
     let [on_a, on_b] = count_opened([&mut a, &mut b], CLIENTS)?;
     if on_a == 0 || on_b == 0 {
         return Err(format!(
@@ -213,12 +208,7 @@ fn run(sonar: &Path, binary: &Path, dir: &Path, lines: &mut Vec<String>) -> Resu
     // reach it.
     let mut b = Backend::start(sonar, &format!("127.0.0.1:{port_b}"), &keepalive)?;
     thread::sleep(FAIL_TIMEOUT + Duration::from_millis(200));
-    let mut late = Vec::with_capacity(LATE_CLIENTS);
-    for i in 0..LATE_CLIENTS {
-        let mut client = Client::start(sonar, &url)?;
-        client.echo(&format!("late {i}"))?;
-        late.push(client);
-    }
+    let late = connect_echoing(sonar, &url, LATE_CLIENTS, "late")?;
     let [late_a, late_b] = count_opened([&mut a, &mut b], LATE_CLIENTS)?;
     if late_b == 0 {
         return Err(format!(
@@ -300,6 +290,18 @@ impl Backend {
             log,
         })
     }
+}
+
+/// `n` clients through nginx, started one at a time, each echoing `"{label} {i}"` before the
+/// next starts (so that nginx's round robin alternates).
+fn connect_echoing(sonar: &Path, url: &str, n: usize, label: &str) -> Result<Vec<Client>, String> {
+    let mut clients = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut client = Client::start(sonar, url)?;
+        client.echo(&format!("{label} {i}"))?;
+        clients.push(client);
+    }
+    Ok(clients)
 }
 
 /// A `sonar client` through nginx (no keepalive of its own: only the server's pings keep

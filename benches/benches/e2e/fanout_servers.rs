@@ -203,6 +203,30 @@ fn print_addr(addr: SocketAddr) {
     let _ = std::io::stdout().flush();
 }
 
+/// A plain TCP listener on loopback for the peers' servers, its address printed for the
+/// harness.
+async fn tcp_listener() -> tokio::net::TcpListener {
+    let listener = tokio::net::TcpListener::bind(loopback())
+        .await
+        .expect("bind");
+    print_addr(listener.local_addr().expect("addr"));
+    listener
+}
+
+/// The next connection accepted on `listener`, with `TCP_NODELAY`; a failed accept (out of
+/// descriptors) is retried after 1 ms.
+async fn next_tcp(listener: &tokio::net::TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => {
+                let _ = tcp.set_nodelay(true);
+                return tcp;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+}
+
 /// The publisher loop of every server: `publish_one` (returns false to end) then
 /// `yield_now`, until `stop` or [`MAX_PUBLISH`]; the number of publishes.
 async fn publish_until_stopped(
@@ -391,20 +415,13 @@ fn serve_tungstenite_broadcast(setup: Setup) -> Outcome {
     } = setup;
     assert!(!compressed, "tokio-tungstenite has no permessage-deflate");
     current_thread_runtime().block_on(async move {
-        let listener = tokio::net::TcpListener::bind(loopback())
-            .await
-            .expect("bind");
-        print_addr(listener.local_addr().expect("addr"));
+        let listener = tcp_listener().await;
         let (tx, _) = tokio::sync::broadcast::channel::<Message>(BROADCAST_CAPACITY);
         let ready = Arc::new(AtomicUsize::new(0));
         let (tx2, ready2) = (tx.clone(), ready.clone());
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    continue;
-                };
-                let _ = tcp.set_nodelay(true);
+                let tcp = next_tcp(&listener).await;
                 let mut rx = tx2.subscribe();
                 let ready = ready2.clone();
                 tokio::spawn(async move {
@@ -469,18 +486,11 @@ fn serve_fastwebsockets_loop(setup: Setup) -> Outcome {
     } = setup;
     assert!(!compressed, "fastwebsockets has no permessage-deflate");
     current_thread_runtime().block_on(async move {
-        let listener = tokio::net::TcpListener::bind(loopback())
-            .await
-            .expect("bind");
-        print_addr(listener.local_addr().expect("addr"));
+        let listener = tcp_listener().await;
         let (tx, mut rx) = mpsc::unbounded_channel::<TcpStream>();
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    continue;
-                };
-                let _ = tcp.set_nodelay(true);
+                let tcp = next_tcp(&listener).await;
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     if let Ok(tcp) = crate::servers::accept_handshake(tcp).await {

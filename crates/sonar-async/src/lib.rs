@@ -1,4 +1,4 @@
-//! The one async WebSocket connection keeper of sonar, for any runtime.
+//! The one async WebSocket connection driver of sonar, for any runtime.
 //!
 //! `sonar-async` knows `async` but no runtime: it works over any [`futures_io`] stream and
 //! takes time from a [`Timer`]. The runtime adapters (`sonar-tokio`, `sonar-smol`,

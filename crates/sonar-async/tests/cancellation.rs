@@ -56,7 +56,7 @@ async fn recv_is_cancel_safe_under_select() {
 async fn send_is_cancel_safe_under_select() {
     let cfg = Config::default().with_write_queue(2);
     let (mut ws, mut peer, _driver) = raw_client(cfg, 64 * 1024).await;
-    // Big messages fill the pipe, the keeper's write buffer and then the queue.
+    // Big messages fill the pipe, the connection's write buffer and then the queue.
     let big = |i: u8| Message::binary(Bytes::from(vec![i; 300 * 1024]));
     let mut sent = Vec::new();
     let mut cancelled = None;

@@ -232,8 +232,11 @@ async fn a_subscriber_past_the_limit_is_closed_with_1008_under_the_close_policy(
     let got = wait_drain(peer, delivered_to_slow).await;
     assert_eq!(got, (0..delivered_to_slow).collect::<Vec<_>>());
     let (b0, payload) = read_frame(peer).await;
-    assert_eq!(b0, 0x88);
-    assert_eq!(&payload[..2], &1008u16.to_be_bytes());
+    assert_eq!(b0, 0x88, "FIN + Close");
+    assert_eq!(
+        payload, b"\x03\xf0subscriber too slow",
+        "1008 and its reason"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,7 +4,7 @@
 //! Intervals are short (200 ms ping interval, 200 ms pong timeout) so that the real timers of
 //! smol and async-std are exercised; the virtual-time version of the same scenario, with the
 //! default 20 s / 20 s, is in `keepalive.rs`. Bounds: the failure may not come before
-//! interval + timeout (it cannot, the keeper only reads the runtime's clock), and must come
+//! interval + timeout (it cannot, the connection only reads the runtime's clock), and must come
 //! within a generous 10 s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
