@@ -76,9 +76,10 @@ pub(crate) struct Reader {
     utf8: Utf8Validator,
     /// `PingAhead` was reported for the Ping at the front of the buffer: parse it on.
     ping_announced: bool,
-    /// The receiving half of permessage-deflate (it holds the message being inflated).
+    /// The receiving half of permessage-deflate (it holds the message being inflated); boxed,
+    /// so a connection without it does not carry its room.
     #[cfg(feature = "deflate")]
-    inflate: Option<Inflater>,
+    inflate: Option<alloc::boxed::Box<Inflater>>,
 }
 
 impl Reader {
@@ -107,14 +108,14 @@ impl Reader {
     #[cfg(feature = "deflate")]
     pub(crate) fn with_inflater(mut self, inflater: Inflater) -> Self {
         self.ext_rsv |= RSV1;
-        self.inflate = Some(inflater);
+        self.inflate = Some(alloc::boxed::Box::new(inflater));
         self
     }
 
     /// Whether the decompressor holds zlib state now.
     #[cfg(feature = "deflate")]
     pub(crate) fn inflater_allocated(&self) -> bool {
-        self.inflate.as_ref().is_some_and(Inflater::is_allocated)
+        self.inflate.as_deref().is_some_and(Inflater::is_allocated)
     }
 
     /// The receiving half of the permessage-deflate counts.

@@ -84,9 +84,10 @@ pub struct Connection {
     config: Config,
     masks: Option<Box<dyn MaskSource + Send>>,
     ext: Option<Box<dyn Extension>>,
-    /// permessage-deflate's sending half (the receiving half is in the reader).
+    /// permessage-deflate's sending half (the receiving half is in the reader); boxed, so a
+    /// connection without it does not carry its room.
     #[cfg(feature = "deflate")]
-    compressor: Option<Compressor>,
+    compressor: Option<Box<Compressor>>,
     reader: Reader,
     pub(crate) out: OutQueue,
     events: VecDeque<Event>,
@@ -162,7 +163,7 @@ impl Connection {
             masks,
             ext,
             #[cfg(feature = "deflate")]
-            compressor: deflate.map(|d| d.compressor(role)),
+            compressor: deflate.map(|d| Box::new(d.compressor(role))),
             out: OutQueue::default(),
             events: VecDeque::new(),
             error: None,
