@@ -177,14 +177,16 @@ async fn connection<R: Runtime>(
     clients: SharedClients,
     _done: mpsc::Sender<()>,
 ) {
-    let (ws, request) = match incoming.upgrade_with(|_| Ok(None)).await {
-        Ok(accepted) => accepted,
+    let ws = match incoming.upgrade_with(|_| Ok(None)).await {
+        Ok((ws, request)) => {
+            tracing::info!(%peer, id, path = request.path(), "connection opened");
+            ws
+        }
         Err(e) => {
             tracing::info!(%peer, error = %e, "handshake failed");
             return;
         }
     };
-    tracing::info!(%peer, id, path = request.path(), "connection opened");
     let late = match clients.lock() {
         Ok(mut c) if !c.shutting_down => {
             c.writers.insert(id, ws.sender());
@@ -198,7 +200,8 @@ async fn connection<R: Runtime>(
     }
 
     let (mut rx, mut tx) = ws.into_split();
-    let mut failure: Option<Error> = None;
+    // Boxed: the error is rare, and the task carries its room for as long as it lives.
+    let mut failure: Option<Box<Error>> = None;
     while let Some(item) = rx.recv().await {
         match item {
             // A send refused because the connection is closing is not an error worth a line:
@@ -206,7 +209,7 @@ async fn connection<R: Runtime>(
             Ok(message) => {
                 let _ = tx.send(message).await;
             }
-            Err(e) => failure = Some(e),
+            Err(e) => failure = Some(Box::new(e)),
         }
     }
     if let Ok(mut c) = clients.lock() {
@@ -225,7 +228,7 @@ fn describe(e: &Error) -> String {
 fn log_end(
     peer: SocketAddr,
     id: u64,
-    failure: Option<Error>,
+    failure: Option<Box<Error>>,
     status: Option<sonar_async::CloseStatus>,
 ) {
     let (code, reason, by) = match &status {
@@ -236,7 +239,7 @@ fn log_end(
         ),
         None => (CloseCode::ABNORMAL.as_u16(), "", "nobody"),
     };
-    match failure {
+    match failure.map(|e| *e) {
         Some(e @ Error::Keepalive(_)) => {
             let sent = e.close_code().map(|c| c.as_u16());
             tracing::warn!(%peer, id, code, sent_code = ?sent, "keepalive timeout: {}", describe(&e));
