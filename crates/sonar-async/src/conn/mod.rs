@@ -66,12 +66,6 @@ pub(crate) fn codec_config(
         .with_deflate(deflate)
 }
 
-/// How a connection ended.
-pub(crate) enum Outcome {
-    Closed(CloseStatus),
-    Failed(Error, Option<CloseStatus>),
-}
-
 /// When a queued message is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WriteWhen {
@@ -79,7 +73,8 @@ pub(crate) enum WriteWhen {
     /// the application has yet to take).
     Now,
     /// Together with whatever else is queued before the keeper runs (fan-out: many publishes,
-    /// one write per connection), or at once when 16 KiB are queued.
+    /// one write per connection), or at once when [`BATCH_BYTES`](session::BATCH_BYTES) are
+    /// queued.
     Batched,
 }
 
@@ -130,12 +125,9 @@ pub(crate) struct State {
     hub: Arc<Hub>,
     registry: PingRegistry,
     pings_open: bool,
-    timer: Arc<dyn Timer>,
-    origin: Instant,
+    clock: Clock,
     /// The deadline the keeper sleeps until.
     keeper_deadline: Option<Duration>,
-    /// The latest deadline whose timer fired (see [`State::now`]).
-    floor: Duration,
     /// The last read returned `Pending` (see `Hub::io_woken`).
     read_blocked: bool,
 }
@@ -152,10 +144,12 @@ impl Inner {
             hub: hub.clone(),
             registry: parts.registry,
             pings_open: true,
-            timer: parts.timer,
-            origin,
+            clock: Clock {
+                timer: parts.timer,
+                origin,
+                floor: Duration::ZERO,
+            },
             keeper_deadline: None,
-            floor: Duration::ZERO,
             read_blocked: false,
         };
         Arc::new(Inner {
@@ -165,27 +159,37 @@ impl Inner {
     }
 }
 
-/// The connection's clock: time since `origin`, never before the latest fired deadline.
-fn clock(timer: &dyn Timer, origin: Instant, floor: Duration) -> Duration {
-    timer.now().saturating_duration_since(origin).max(floor)
+/// The connection's clock: the session's time, a `Duration` since the connection opened.
+struct Clock {
+    timer: Arc<dyn Timer>,
+    origin: Instant,
+    /// The latest deadline whose timer fired: time never reads earlier than that.
+    floor: Duration,
+}
+
+impl Clock {
+    fn now(&self) -> Duration {
+        let now = self.timer.now().saturating_duration_since(self.origin);
+        now.max(self.floor)
+    }
 }
 
 impl State {
     pub(crate) fn now(&self) -> Duration {
-        clock(&*self.timer, self.origin, self.floor)
+        self.clock.now()
     }
 
     /// A timer for `deadline` fired: time is at least that far.
     pub(crate) fn clock_floor(&mut self, deadline: Duration) {
-        self.floor = self.floor.max(deadline);
+        self.clock.floor = self.clock.floor.max(deadline);
     }
 
     pub(crate) fn origin(&self) -> Instant {
-        self.origin
+        self.clock.origin
     }
 
     pub(crate) fn timer(&self) -> Arc<dyn Timer> {
-        self.timer.clone()
+        self.clock.timer.clone()
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -233,8 +237,8 @@ impl State {
     }
 
     fn take_message(&mut self) -> Option<Option<Result<Message, Error>>> {
-        let (timer, origin, floor) = (&*self.timer, self.origin, self.floor);
-        let taken = self.session.take_message(|| clock(timer, origin, floor));
+        let clock = &self.clock;
+        let taken = self.session.take_message(|| clock.now());
         self.keeper_if_wanted();
         taken
     }
@@ -321,10 +325,10 @@ impl State {
             return;
         }
         let now = self.now();
+        // The session asks for the keeper, which sees the handshake through (and re-arms for
+        // the close timeout); the drive wakes it.
         self.session.close(now, frame);
         self.drive(Mode::Full, cx);
-        // The keeper sees the handshake through (and re-arms for the close timeout).
-        self.keeper_if_wanted();
     }
 
     /// Ready once everything queued so far is written and flushed.
@@ -482,9 +486,8 @@ impl State {
 
     /// The session's events, with the clock read as each is handled (round trips).
     fn poll_events(&mut self, now: Duration) -> bool {
-        let (timer, origin, floor) = (&*self.timer, self.origin, self.floor);
-        self.session
-            .poll_events(now, || clock(timer, origin, floor))
+        let clock = &self.clock;
+        self.session.poll_events(now, || clock.now())
     }
 
     /// Closes the transport (at once when aborting) and, once it is closed, publishes the

@@ -12,8 +12,8 @@ use bytes::{Bytes, BytesMut};
 use sonar_core::{CloseCode, CloseFrame, Connection, Event, Message, Outbound, SendError};
 use sonar_keepalive::{Input, KeepAlive, Output, PingError, PingId, RttStats};
 
+use super::WriteWhen;
 use super::transport::SCRATCH_SIZE;
-use super::{Outcome, WriteWhen};
 use crate::shared::{CloseStatus, Stats};
 use crate::{Config, Error};
 
@@ -23,6 +23,12 @@ pub(crate) const FAIL_GRACE: Duration = Duration::from_secs(1);
 /// Encoded bytes queued above which `send` writes at once even while the application still
 /// has received messages to answer (otherwise it batches them into one write).
 pub(crate) const BATCH_BYTES: usize = 16 * 1024;
+
+/// How a connection ended.
+enum Outcome {
+    Closed(CloseStatus),
+    Failed(Error, Option<CloseStatus>),
+}
 
 /// What is known about the end of a connection.
 #[derive(Default)]
