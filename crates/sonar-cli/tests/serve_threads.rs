@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,13 @@ use support::{LIMIT, Server, finish, raw_client, run_with_input, sonar};
 
 const RUNTIMES: &[&str] = &["tokio", "smol", "async-std"];
 
-/// The threads of process `pid` whose name starts with `prefix` (Linux: `/proc/PID/task`).
+/// How many distinct thread names of process `pid` start with `prefix` (Linux:
+/// `/proc/PID/task/*/comm`).
+///
+/// Distinct names, not threads: a new thread starts with its creator's name and renames
+/// itself only once it runs, so a helper a runtime spawns from one of our threads (async-io's
+/// reactor thread, spawned lazily from the first loop that uses it) shows up for a moment as a
+/// second `sonar-loop-1`. Ours are numbered, so each real one has a name of its own.
 #[cfg(target_os = "linux")]
 fn threads_named(pid: u32, prefix: &str) -> usize {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
@@ -24,7 +30,8 @@ fn threads_named(pid: u32, prefix: &str) -> usize {
         .flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
         .filter(|name| name.starts_with(prefix))
-        .count()
+        .collect::<BTreeSet<_>>()
+        .len()
 }
 
 /// Waits (bounded) until `pid` has `n` threads named `prefix*`, then checks it has no more. A
