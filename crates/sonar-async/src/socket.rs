@@ -1,6 +1,6 @@
 //! The application's side of a connection: [`WebSocket`] and its split halves.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
@@ -142,8 +142,11 @@ impl WebSocket {
     /// Queues a message and writes it (waiting only while the connection's write queue is
     /// full). While received messages are still waiting to be taken, the answers to them
     /// are written together, by the `recv` that finds no more (or by the keeper).
-    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        self.writer.send(message).await
+    pub fn send(
+        &mut self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
+        self.writer.send(message)
     }
 
     /// Queues a [`PreparedMessage`] and writes it (see [`WsWriter::send_prepared`]).
@@ -268,17 +271,24 @@ impl Drop for WsReader {
 
 impl WsWriter {
     /// Queues a message and writes it (see [`WebSocket::send`]).
-    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+    ///
+    /// Not an `async fn`: the message is converted before the future is built, so the future
+    /// holds one message and a reference (48 bytes), and a connection task waiting in `send`
+    /// is no larger than one waiting in `recv` plus the message.
+    pub fn send(
+        &mut self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
         let mut message = Some(message.into());
-        poll_fn(|cx| {
-            let mut st = self.inner.lock();
+        let inner = &*self.inner;
+        poll_fn(move |cx| {
+            let mut st = inner.lock();
             ready!(st.poll_send_ready(cx))?;
             match message.take() {
                 Some(m) => Poll::Ready(st.send(m, cx)),
                 None => Poll::Ready(Ok(())),
             }
         })
-        .await
     }
 
     /// Queues a message without waiting: `Err(TrySendError::Full)` hands it back when the
