@@ -114,6 +114,22 @@ impl OutQueue {
         self.data.push_back(frame);
     }
 
+    /// The room the control and data queues hold (for tests of `shrink_to_fit`).
+    #[cfg(test)]
+    pub(crate) fn queue_capacity(&self) -> usize {
+        self.control.capacity() + self.data.capacity()
+    }
+
+    /// Frees the memory of the queues that are empty.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        if self.control.is_empty() {
+            self.control.shrink_to_fit();
+        }
+        if self.data.is_empty() {
+            self.data.shrink_to_fit();
+        }
+    }
+
     /// Drops everything that has not started to leave; the partly written frame stays.
     pub(crate) fn truncate_to_current(&mut self) {
         self.pong_slot = None;

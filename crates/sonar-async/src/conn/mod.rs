@@ -468,6 +468,8 @@ impl State {
                 return true;
             }
             if !progress {
+                // Waiting: an idle connection keeps no buffers.
+                self.session.shrink_to_fit();
                 return true;
             }
             if recv

@@ -321,6 +321,29 @@ impl Connection {
         self.pending_input
     }
 
+    /// Frees the memory of the internal queues that are empty (events, frames to write), as
+    /// `Vec::shrink_to_fit` does: an idle connection then holds only its fixed-size state. A
+    /// driver calls it when it waits with nothing buffered; queues that still hold something
+    /// are left as they are.
+    ///
+    /// ```
+    /// use bytes::Buf;
+    /// use sonar_core::{Config, Connection, Message};
+    ///
+    /// let mut server = Connection::server(Config::default());
+    /// server.send(Message::text("hi")).unwrap();
+    /// let mut out = server.outbound();
+    /// out.advance(out.remaining());
+    /// server.shrink_to_fit(); // nothing queued: nothing kept
+    /// assert!(!server.wants_write());
+    /// ```
+    pub fn shrink_to_fit(&mut self) {
+        if self.events.is_empty() {
+            self.events.shrink_to_fit();
+        }
+        self.out.shrink_to_fit();
+    }
+
     /// Bytes still to come for the frame at the front of the input buffer, once its header
     /// has been parsed (`None` before that, and between frames). `buffered` is the length
     /// of the buffer passed to [`handle_read`](Self::handle_read), whose front is then that
@@ -579,5 +602,43 @@ impl Connection {
         self.timer = Timer::Idle;
         self.out.clear();
         self.events.push_back(Event::CloseTransport);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use alloc::vec::Vec;
+
+    use bytes::{Buf, BytesMut};
+
+    use crate::testing::FrameBuilder;
+    use crate::{Config, Connection, Event, Message};
+
+    #[test]
+    fn shrink_to_fit_frees_empty_queues_and_keeps_what_is_still_queued() {
+        let mut server = Connection::server(Config::default());
+        let mut buf = BytesMut::from(&FrameBuilder::text(b"hi").mask([1, 2, 3, 4]).build()[..]);
+        server.handle_read(&mut buf).unwrap();
+        assert!(matches!(server.poll_event(), Some(Event::Message(_))));
+        server.send(Message::text("one")).unwrap();
+        server.send(Message::text("two")).unwrap();
+        // One frame has started to leave, one is still queued.
+        let mut out = server.outbound();
+        out.advance(1);
+        server.shrink_to_fit();
+        assert_eq!(server.events.capacity(), 0);
+        assert!(server.out.queue_capacity() > 0, "the queued frame stays");
+        let mut rest = Vec::new();
+        while server.wants_write() {
+            let mut out = server.outbound();
+            let n = out.chunk().len();
+            rest.extend_from_slice(out.chunk());
+            out.advance(n);
+        }
+        assert_eq!(rest, b"\x03one\x81\x03two");
+        server.shrink_to_fit();
+        assert_eq!(server.out.queue_capacity(), 0);
     }
 }

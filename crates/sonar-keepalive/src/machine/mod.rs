@@ -339,6 +339,18 @@ impl KeepAlive {
         self.outstanding.len()
     }
 
+    /// Frees the memory of the internal queues that are empty (pings waiting for a pong,
+    /// outputs not yet polled), as `Vec::shrink_to_fit` does: between pings an idle
+    /// connection's machine then holds only its fixed-size state.
+    pub fn shrink_to_fit(&mut self) {
+        if self.outstanding.is_empty() {
+            self.outstanding.shrink_to_fit();
+        }
+        if self.events.is_empty() {
+            self.events.shrink_to_fit();
+        }
+    }
+
     /// Whether the machine is OPEN (pings allowed, timers running).
     pub fn is_open(&self) -> bool {
         self.phase == Phase::Open

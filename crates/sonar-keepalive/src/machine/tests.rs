@@ -855,3 +855,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn shrink_to_fit_frees_the_queues_of_an_answered_ping_and_keeps_an_outstanding_one() {
+    let mut ka = open();
+    let (id, _) = expect_ping(&mut ka, at(20_000));
+    ka.handle(at(20_000), Input::PingWritten(id));
+    ka.shrink_to_fit();
+    assert_eq!(
+        ka.outstanding_pings(),
+        1,
+        "the ping waiting for its pong stays"
+    );
+    ka.handle(at(20_050), Input::PongReceived(b"00000001"));
+    assert_eq!(drain(&mut ka, at(20_050)), vec![same_rtt(ms(50))]);
+    assert!(ka.outstanding.capacity() > 0 && ka.events.capacity() > 0);
+
+    ka.shrink_to_fit();
+    assert_eq!((ka.outstanding.capacity(), ka.events.capacity()), (0, 0));
+    // The next keepalive ping is still due one interval after the last pong.
+    let (id, payload) = expect_ping(&mut ka, at(40_050));
+    assert_eq!(payload.as_bytes(), b"00000002");
+    ka.handle(at(40_050), Input::PingWritten(id));
+    assert_eq!(ka.outstanding_pings(), 1);
+}

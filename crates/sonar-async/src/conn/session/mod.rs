@@ -13,7 +13,6 @@ use sonar_core::{CloseCode, CloseFrame, Connection, Event, Message, Outbound, Se
 use sonar_keepalive::{Input, KeepAlive, Output, PingError, PingId, RttStats};
 
 use super::WriteWhen;
-use super::transport::SCRATCH_SIZE;
 use crate::shared::{CloseStatus, Stats};
 use crate::{Config, Error};
 
@@ -113,7 +112,8 @@ pub(crate) enum PingUpdate {
 /// [`poll_events`](Self::poll_events), a read, [`commit_failure`](Self::commit_failure), the
 /// writes, [`poll_events`](Self::poll_events) again (a ping written starts its RTT clock), then
 /// [`next_step`](Self::next_step). Each step returns whether it made progress; the round
-/// repeats while one did.
+/// repeats while one did. A drive that ends with nothing left to do calls
+/// [`shrink_to_fit`](Self::shrink_to_fit).
 pub(crate) struct Session {
     conn: Connection,
     ka: KeepAlive,
@@ -817,12 +817,30 @@ impl Session {
     /// The buffers to read into: the current frame's buffer, the one for the bytes after the
     /// frame, and how many bytes the current frame still needs (if its header is in).
     pub(crate) fn read_buffers(&mut self) -> (&mut BytesMut, &mut Option<BytesMut>, Option<usize>) {
-        if self.read_buf.is_empty() && self.read_buf.capacity() > SCRATCH_SIZE {
-            // A large message has been taken: do not keep its buffer on an idle connection.
-            self.read_buf = BytesMut::new();
-        }
         let remaining = self.conn.frame_remaining(self.read_buf.len());
         (&mut self.read_buf, &mut self.read_next, remaining)
+    }
+
+    /// Frees the memory of every buffer and queue that is empty: the read buffer between
+    /// frames (it holds the allocation of the last frame received, whatever its size), the
+    /// inbox, the ping updates, the codec's and the keepalive machine's queues. The driver
+    /// calls it when a drive ends with nothing left to do, so an idle connection holds only
+    /// its fixed-size state; the next message allocates what it needs again.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        if self.read_buf.is_empty()
+            && self.read_next.is_none()
+            && self.conn.frame_remaining(0).is_none()
+        {
+            self.read_buf = BytesMut::new();
+        }
+        if self.inbox.is_empty() {
+            self.inbox.shrink_to_fit();
+        }
+        if self.ping_updates.is_empty() {
+            self.ping_updates.shrink_to_fit();
+        }
+        self.conn.shrink_to_fit();
+        self.ka.shrink_to_fit();
     }
 
     /// A read into [`read_buffers`](Self::read_buffers) finished: `Ok(0)` is the peer's end

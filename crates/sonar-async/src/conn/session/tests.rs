@@ -331,3 +331,53 @@ fn the_end_of_the_peers_stream_ends_the_session_abnormally_once_messages_are_tak
     ));
     assert!(matches!(s.take_message(|| now), Some(None)));
 }
+
+#[test]
+fn an_idle_session_lets_go_of_the_last_frames_memory_and_its_queues() {
+    let mut s = server(no_keepalive());
+    let now = Duration::ZERO;
+    let payload = vec![b'x'; 1024];
+    receive(
+        &mut s,
+        now,
+        &FrameBuilder::binary(&payload).mask(KEY).build(),
+    );
+    settle(&mut s, now);
+    let m = message(&mut s, now).expect("the message");
+    s.queue(|c| c.send(Message::from("reply"))).expect("queued");
+    assert_eq!(written(&mut s, now), b"\x81\x05reply");
+    let received = m.into_payload();
+    assert!(
+        !received.is_unique(),
+        "the read buffer still shares the frame's allocation"
+    );
+    assert!(s.inbox.capacity() > 0);
+
+    s.shrink_to_fit();
+    assert!(received.is_unique(), "the read buffer let go of it");
+    assert_eq!(s.inbox.capacity(), 0);
+    assert_eq!(s.ping_updates.capacity(), 0);
+
+    // The next message allocates again.
+    receive(&mut s, now, &FrameBuilder::text(b"again").mask(KEY).build());
+    settle(&mut s, now);
+    assert_eq!(message(&mut s, now), Some(Message::from("again")));
+}
+
+#[test]
+fn shrinking_keeps_a_message_not_yet_taken_and_a_frame_in_progress() {
+    let mut s = server(no_keepalive());
+    let now = Duration::ZERO;
+    let frame = FrameBuilder::text(b"held").mask(KEY).build();
+    let second = FrameBuilder::text(b"second half").mask(KEY).build();
+    let mut bytes = frame.to_vec();
+    bytes.extend_from_slice(&second[..5]);
+    receive(&mut s, now, &bytes);
+    settle(&mut s, now);
+    s.shrink_to_fit();
+    assert_eq!(&s.read_buf[..], &second[..5], "the partial frame stays");
+    receive(&mut s, now, &second[5..]);
+    settle(&mut s, now);
+    assert_eq!(message(&mut s, now), Some(Message::from("held")));
+    assert_eq!(message(&mut s, now), Some(Message::from("second half")));
+}
