@@ -141,7 +141,7 @@ pub(crate) struct Session {
     deferred: bool,
     needs_flush: bool,
     output_pending: bool,
-    stats: Stats,
+    counters: Counters,
     /// How the connection is ending; boxed, as most connections spend their life without.
     ending: Option<Box<Ending>>,
     lifecycle: Lifecycle,
@@ -152,6 +152,20 @@ pub(crate) struct Session {
     /// handshake through) is due: the driver wakes it.
     keeper_wanted: bool,
     ping_updates: Vec<PingUpdate>,
+}
+
+/// The counters of [`Stats`] that only the session keeps (the RTT is the keepalive
+/// machine's, the deflate counts the codec's): 64 bytes where a stored `Stats` takes 176.
+#[derive(Debug, Default)]
+struct Counters {
+    messages_in: u64,
+    messages_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    pings_received: u64,
+    pings_sent: u64,
+    pongs_matched: u64,
+    pongs_unmatched: u64,
 }
 
 impl Session {
@@ -191,7 +205,7 @@ impl Session {
             deferred: false,
             needs_flush: false,
             output_pending: false,
-            stats: Stats::default(),
+            counters: Counters::default(),
             ending: None,
             lifecycle: Lifecycle::Open,
             deadline_moved: true,
@@ -284,7 +298,7 @@ impl Session {
         clock: impl FnOnce() -> Duration,
     ) -> Option<Option<Result<Message, Error>>> {
         if let Some(m) = self.inbox.pop_front() {
-            self.stats.messages_in += 1;
+            self.counters.messages_in += 1;
             if self.read_paused && self.inbox.len() < self.read_queue {
                 self.read_paused = false;
                 self.ka.handle(clock(), Input::ReadResumed);
@@ -385,7 +399,7 @@ impl Session {
             return Err(self.closed_error());
         }
         queue(&mut self.conn).map_err(|e| self.refused(e))?;
-        self.stats.messages_out += 1;
+        self.counters.messages_out += 1;
         self.queued += 1;
         Ok(())
     }
@@ -459,7 +473,7 @@ impl Session {
 
     fn send_ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
         self.conn.ping(Bytes::copy_from_slice(payload))?;
-        self.stats.pings_sent += 1;
+        self.counters.pings_sent += 1;
         Ok(())
     }
 
@@ -508,15 +522,23 @@ impl Session {
     }
 
     pub(crate) fn stats(&self) -> Stats {
+        let c = &self.counters;
         Stats {
+            messages_in: c.messages_in,
+            messages_out: c.messages_out,
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+            pings_received: c.pings_received,
+            pings_sent: c.pings_sent,
+            pongs_matched: c.pongs_matched,
+            pongs_unmatched: c.pongs_unmatched,
             rtt: self.rtt(),
             deflate: self.conn.deflate_stats(),
-            ..self.stats
         }
     }
 
     pub(crate) fn bytes_in(&self) -> u64 {
-        self.stats.bytes_in
+        self.counters.bytes_in
     }
 
     pub(crate) fn rtt(&self) -> Option<RttStats> {
@@ -710,12 +732,12 @@ impl Session {
                     self.fail(Error::Keepalive(reason));
                     self.advance(Lifecycle::Aborting);
                 }
-                Output::Rtt(_) => self.stats.pongs_matched += 1,
+                Output::Rtt(_) => self.counters.pongs_matched += 1,
                 Output::PingAcked { id, latency } => {
                     self.ping_updates.push(PingUpdate::Acked(id, latency));
                 }
                 Output::PingFailed { id } => self.ping_updates.push(PingUpdate::Failed(id)),
-                Output::UnmatchedPong => self.stats.pongs_unmatched += 1,
+                Output::UnmatchedPong => self.counters.pongs_unmatched += 1,
                 _ => {}
             }
         }
@@ -743,7 +765,7 @@ impl Session {
                     }
                 }
                 Event::Ping(_) => {
-                    self.stats.pings_received += 1;
+                    self.counters.pings_received += 1;
                     // Feeds the optional ping-flood guard (K-22).
                     self.ka.handle(now, Input::PingReceived);
                     self.deadline_moved = true;
@@ -852,7 +874,7 @@ impl Session {
                 self.conn.handle_eof();
             }
             Ok(n) => {
-                self.stats.bytes_in += n as u64;
+                self.counters.bytes_in += n as u64;
                 self.ka.handle(now, Input::BytesReceived);
                 self.input_dirty = true;
             }
@@ -878,7 +900,7 @@ impl Session {
 
     /// The transport took `n` bytes (they await a flush).
     pub(crate) fn wrote(&mut self, now: Duration, n: usize) {
-        self.stats.bytes_out += n as u64;
+        self.counters.bytes_out += n as u64;
         self.ka.handle(now, Input::WriteProgress);
         self.needs_flush = true;
     }
