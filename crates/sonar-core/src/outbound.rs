@@ -4,6 +4,7 @@
 //! (user pings and pongs, FIFO), then the data queue (data frames and our Close, FIFO).
 //! A frame whose first byte has been advanced over is finished before anything else.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 
 use bytes::{Buf, Bytes};
@@ -70,10 +71,14 @@ impl OutFrame {
     }
 }
 
+/// The frames to write. The partly written frame and the owed auto-pong are boxed: a
+/// connection holds them only now and then (a write the transport took in part, a ping to
+/// answer), and inline they would be 184 of the queue's 256 bytes on every idle connection.
 #[derive(Debug, Default)]
 pub(crate) struct OutQueue {
-    current: Option<(OutFrame, usize)>,
-    pub(crate) pong_slot: Option<OutFrame>,
+    /// The frame whose first bytes have been written, and how many.
+    current: Option<Box<(OutFrame, usize)>>,
+    pub(crate) pong_slot: Option<Box<OutFrame>>,
     control: VecDeque<OutFrame>,
     data: VecDeque<OutFrame>,
     remaining: usize,
@@ -90,11 +95,14 @@ impl OutQueue {
 
     /// Replaces the auto-pong slot (latest wins).
     pub(crate) fn set_pong(&mut self, frame: OutFrame) {
-        if let Some(old) = self.pong_slot.take() {
-            self.remaining -= old.len();
-        }
         self.remaining += frame.len();
-        self.pong_slot = Some(frame);
+        match &mut self.pong_slot {
+            Some(slot) => {
+                self.remaining -= slot.len();
+                **slot = frame;
+            }
+            None => self.pong_slot = Some(Box::new(frame)),
+        }
     }
 
     /// Drops an owed auto-pong that has not started to leave.
@@ -135,7 +143,7 @@ impl OutQueue {
         self.pong_slot = None;
         self.control.clear();
         self.data.clear();
-        self.remaining = self.current.as_ref().map_or(0, |(f, pos)| f.len() - pos);
+        self.remaining = self.current.as_deref().map_or(0, |(f, pos)| f.len() - pos);
     }
 
     /// Drops everything.
@@ -147,7 +155,7 @@ impl OutQueue {
 
     fn next_ref(&self) -> Option<&OutFrame> {
         self.pong_slot
-            .as_ref()
+            .as_deref()
             .or_else(|| self.control.front())
             .or_else(|| self.data.front())
     }
@@ -155,12 +163,13 @@ impl OutQueue {
     fn pop_next(&mut self) -> Option<OutFrame> {
         self.pong_slot
             .take()
+            .map(|slot| *slot)
             .or_else(|| self.control.pop_front())
             .or_else(|| self.data.pop_front())
     }
 
     pub(crate) fn chunk(&self) -> &[u8] {
-        let (frame, pos) = match &self.current {
+        let (frame, pos) = match self.current.as_deref() {
             Some((f, pos)) => (f, *pos),
             None => match self.next_ref() {
                 Some(f) => (f, 0),
@@ -174,30 +183,40 @@ impl OutQueue {
     /// Advances over `cnt` bytes, calling `done` for each frame whose last byte was written.
     pub(crate) fn advance(&mut self, mut cnt: usize, mut done: impl FnMut(FrameKind)) {
         while cnt > 0 {
-            let (frame, pos) = match self.current.take() {
-                Some(cur) => cur,
-                None => match self.pop_next() {
-                    Some(f) => (f, 0),
-                    None => return,
-                },
+            if let Some(cur) = self.current.as_deref_mut() {
+                let (frame, pos) = cur;
+                let take = cnt.min(frame.len() - *pos);
+                cnt -= take;
+                self.remaining -= take;
+                *pos += take;
+                if *pos == frame.len()
+                    && let Some(cur) = self.current.take()
+                {
+                    done(cur.0.kind);
+                }
+                continue;
+            }
+            let Some(frame) = self.pop_next() else {
+                return;
             };
-            let take = cnt.min(frame.len() - pos);
+            let take = cnt.min(frame.len());
             cnt -= take;
             self.remaining -= take;
-            if pos + take == frame.len() {
+            if take == frame.len() {
                 done(frame.kind);
             } else {
-                self.current = Some((frame, pos + take));
+                self.current = Some(Box::new((frame, take)));
             }
         }
     }
 
     #[cfg(feature = "std")]
     pub(crate) fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
-        let cur = self.current.as_ref().map(|(f, pos)| (f, *pos));
+        let cur = self.current.as_deref().map(|(f, pos)| (f, *pos));
         let rest = self
             .pong_slot
-            .iter()
+            .as_deref()
+            .into_iter()
             .chain(self.control.iter())
             .chain(self.data.iter())
             .map(|f| (f, 0));

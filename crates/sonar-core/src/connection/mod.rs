@@ -94,7 +94,8 @@ pub struct Connection {
     error: Option<ProtocolError>,
     close_sent: bool,
     close_written: bool,
-    close_received: Option<Option<CloseFrame>>,
+    /// The peer's Close (`None` inside for an empty one); boxed, as it comes once at the end.
+    close_received: Option<Box<Option<CloseFrame>>>,
     eof: bool,
     closed: bool,
     timer: Timer,
@@ -406,7 +407,7 @@ impl Connection {
             // Handled by `handle_read` before it gets here.
             Inbound::PingAhead => {}
             Inbound::Close(frame) => {
-                self.close_received = Some(frame.clone());
+                self.close_received = Some(Box::new(frame.clone()));
                 // Once a Close is received no pong may be sent any more (C-11, C-14).
                 self.out.clear_pong();
                 if !self.close_sent {
@@ -566,13 +567,13 @@ impl Connection {
 
     /// The peer's Close, if received (`Some(None)` for an empty Close).
     pub fn close_received(&self) -> Option<&Option<CloseFrame>> {
-        self.close_received.as_ref()
+        self.close_received.as_deref()
     }
 
     /// The connection close code of RFC 6455 §7.1.5: the code of the Close received, 1005 if
     /// it had none, 1006 if the transport closed without one; `None` while still open.
     pub fn close_code(&self) -> Option<CloseCode> {
-        match &self.close_received {
+        match self.close_received.as_deref() {
             Some(Some(f)) => Some(f.code),
             Some(None) => Some(CloseCode::NO_STATUS_RECEIVED),
             None if self.closed => Some(CloseCode::ABNORMAL),
