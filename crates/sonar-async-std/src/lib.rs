@@ -47,7 +47,10 @@ impl Runtime for AsyncStd {
         Smol.timer()
     }
 
-    fn spawn(&self, task: BoxFuture<()>) {
+    fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         drop(async_std::task::spawn(task));
     }
 

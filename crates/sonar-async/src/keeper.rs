@@ -42,6 +42,22 @@ impl std::fmt::Debug for Keeper {
 }
 
 impl Keeper {
+    /// This keeper as a task to spawn and forget: it resolves to `()`, and the error that
+    /// ended the connection (which the application's handles report as well) is logged at
+    /// debug level. Runtime adapters spawn this; it is no larger than the keeper itself, where
+    /// an `async move { keeper.await }` block would hold the keeper twice.
+    ///
+    /// ```
+    /// # async fn demo(io: impl futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send + 'static,
+    /// #     timer: std::sync::Arc<dyn sonar_async::Timer>) -> Result<(), sonar_async::Error> {
+    /// let (ws, keeper, _request) = sonar_async::server(io, sonar_async::Config::default(), timer).await?;
+    /// let task = keeper.detach(); // spawn it on any executor: `tokio::spawn(task)`
+    /// # drop((ws, task)); Ok(()) }
+    /// ```
+    pub fn detach(self) -> DetachedKeeper {
+        DetachedKeeper(self)
+    }
+
     pub(crate) fn new(inner: Arc<Inner>) -> Self {
         let timer = inner.lock().timer();
         Keeper {
@@ -153,6 +169,26 @@ impl Keeper {
             }
         }
         stale
+    }
+}
+
+/// A [`Keeper`] that resolves to `()` (see [`Keeper::detach`]).
+#[must_use = "keepalive and the closing handshake need the keeper to be polled (spawn it)"]
+#[derive(Debug)]
+pub struct DetachedKeeper(Keeper);
+
+impl Future for DetachedKeeper {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match Pin::new(&mut self.0).poll(cx) {
+            Poll::Ready(Err(error)) => {
+                tracing::debug!(%error, "websocket connection ended with an error");
+                Poll::Ready(())
+            }
+            Poll::Ready(Ok(())) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

@@ -65,7 +65,7 @@ pub use handshake::{
     ClientStream, RawClient, client, client_raw, from_upgraded, from_upgraded_deflate, server,
     server_with,
 };
-pub use keeper::Keeper;
+pub use keeper::{DetachedKeeper, Keeper};
 pub use pubsub::{Delivery, OnBackpressure, TopicStats, Topics};
 pub use reconnect::{Reconnect, RetryPolicy, connect_retrying};
 pub use runtime::{

@@ -31,8 +31,12 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// The runtime's clock and sleeps.
     fn timer(&self) -> Arc<dyn Timer>;
 
-    /// Runs a task in the background (a connection's keeper).
-    fn spawn(&self, task: BoxFuture<()>);
+    /// Runs a task in the background (a connection's keeper, a server's connection task).
+    /// Generic, so that the executor keeps the future in the task's own allocation (a
+    /// [`BoxFuture`] is a future too, for tasks whose type cannot be named).
+    fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static;
 
     /// Opens a TCP connection to `host:port` (with `TCP_NODELAY` set).
     fn connect_tcp(&self, host: &str, port: u16) -> BoxFuture<io::Result<Self::Tcp>>;
@@ -275,11 +279,7 @@ where
 }
 
 fn spawn_keeper<R: Runtime>(rt: &R, keeper: crate::Keeper) {
-    rt.spawn(Box::pin(async move {
-        if let Err(error) = keeper.await {
-            tracing::debug!(%error, "websocket connection ended with an error");
-        }
-    }));
+    rt.spawn(keeper.detach());
 }
 
 /// Connects to a `ws://` URL with the default configuration (see [`connect`]).

@@ -191,9 +191,7 @@ async fn client_role<R: Runtime>(rt: R, port: u16, timer: ManualTimer) -> (Durat
         sonar_async::client(tcp, req, Config::default(), Arc::new(timer.clone()))
             .await
             .unwrap();
-    rt.spawn(Box::pin(async move {
-        let _ = keeper.await;
-    }));
+    rt.spawn(keeper.detach());
     advance_until_failed(&timer, &mut ws).await
 }
 
@@ -210,9 +208,7 @@ async fn server_role<R: Runtime>(
     let (mut ws, keeper, _) = sonar_async::server(tcp, Config::default(), Arc::new(timer.clone()))
         .await
         .unwrap();
-    rt.spawn(Box::pin(async move {
-        let _ = keeper.await;
-    }));
+    rt.spawn(keeper.detach());
     advance_until_failed(&timer, &mut ws).await
 }
 

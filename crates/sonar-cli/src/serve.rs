@@ -124,7 +124,7 @@ pub(crate) async fn serve<R: Runtime>(
                     clients.clone(),
                     done_tx.clone(),
                 );
-                rt.spawn(Box::pin(task.in_current_span()));
+                rt.spawn(task.in_current_span());
             }
             Either::Left((Err(e), _)) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -148,7 +148,7 @@ pub(crate) async fn serve<R: Runtime>(
         "shutting down: sending close 1001 to every client"
     );
     for writer in writers {
-        rt.spawn(Box::pin(going_away(writer).in_current_span()));
+        rt.spawn(going_away(writer).in_current_span());
     }
     drop(done_tx);
     let all_done = async { while done_rx.next().await.is_some() {} };
@@ -196,7 +196,7 @@ async fn connection<R: Runtime>(
     };
     if late {
         // The server began shutting down during this handshake.
-        rt.spawn(Box::pin(going_away(ws.sender()).in_current_span()));
+        rt.spawn(going_away(ws.sender()).in_current_span());
     }
 
     let (mut rx, mut tx) = ws.into_split();

@@ -46,7 +46,10 @@ impl Runtime for Smol {
         Arc::new(AsyncIoTimer)
     }
 
-    fn spawn(&self, task: BoxFuture<()>) {
+    fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         smol::spawn(task).detach();
     }
 
@@ -131,7 +134,10 @@ impl Runtime for SmolExecutor {
         Smol.timer()
     }
 
-    fn spawn(&self, task: BoxFuture<()>) {
+    fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         self.0.spawn(task).detach();
     }
 

@@ -51,8 +51,8 @@ pub mod generic {
     //! and executors: handshakes over any futures-io stream that return the connection's
     //! [`Keeper`] for the caller to spawn, the [`Runtime`] seam, and the [`Timer`] seam.
     pub use sonar_async::{
-        BoxFuture, Incoming, Keeper, Listener, ReadIntoSpare, RefFuture, Runtime, Sleep,
-        TAKEOVER_DELAY, Timer, Transport, accept_with, client, connect, connect_retrying,
+        BoxFuture, DetachedKeeper, Incoming, Keeper, Listener, ReadIntoSpare, RefFuture, Runtime,
+        Sleep, TAKEOVER_DELAY, Timer, Transport, accept_with, client, connect, connect_retrying,
         connect_url, from_upgraded, from_upgraded_deflate, server, server_with,
     };
 }
@@ -312,10 +312,7 @@ where
 }
 
 fn spawn_keeper(keeper: sonar_async::Keeper) {
-    tokio::spawn(async move {
-        // The outcome is the application's to see through its handles.
-        let _ = keeper.await;
-    });
+    tokio::spawn(keeper.detach());
 }
 
 impl Runtime for Tokio {
@@ -330,7 +327,10 @@ impl Runtime for Tokio {
         Arc::new(TokioTimer)
     }
 
-    fn spawn(&self, task: BoxFuture<()>) {
+    fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         tokio::spawn(task);
     }
 
@@ -372,18 +372,24 @@ impl Runtime for Tokio {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TokioTimer;
 
-struct TokioSleep(Pin<Box<tokio::time::Sleep>>);
+pin_project_lite::pin_project! {
+    /// tokio's sleep, in the one allocation the [`Timer`] seam makes for it.
+    struct TokioSleep {
+        #[pin]
+        sleep: tokio::time::Sleep,
+    }
+}
 
 impl std::future::Future for TokioSleep {
     type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.0.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().sleep.poll(cx)
     }
 }
 
 impl Sleep for TokioSleep {
-    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
-        self.0.as_mut().reset(deadline.into());
+    fn reset(self: Pin<&mut Self>, deadline: Instant) {
+        self.project().sleep.reset(deadline.into());
     }
 }
 
@@ -393,9 +399,9 @@ impl Timer for TokioTimer {
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
-        Box::pin(TokioSleep(Box::pin(tokio::time::sleep_until(
-            deadline.into(),
-        ))))
+        Box::pin(TokioSleep {
+            sleep: tokio::time::sleep_until(deadline.into()),
+        })
     }
 }
 
