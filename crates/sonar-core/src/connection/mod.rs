@@ -610,36 +610,33 @@ impl Connection {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use alloc::vec::Vec;
+    use alloc::vec;
 
-    use bytes::{Buf, BytesMut};
-
-    use crate::testing::FrameBuilder;
-    use crate::{Config, Connection, Event, Message};
+    use crate::Message;
+    use crate::testing::{Endpoint, FrameBuilder};
 
     #[test]
     fn shrink_to_fit_frees_empty_queues_and_keeps_what_is_still_queued() {
-        let mut server = Connection::server(Config::default());
-        let mut buf = BytesMut::from(&FrameBuilder::text(b"hi").mask([1, 2, 3, 4]).build()[..]);
-        server.handle_read(&mut buf).unwrap();
-        assert!(matches!(server.poll_event(), Some(Event::Message(_))));
-        server.send(Message::text("one")).unwrap();
-        server.send(Message::text("two")).unwrap();
+        let mut server = Endpoint::server();
+        server
+            .feed(&FrameBuilder::text(b"hi").mask([1, 2, 3, 4]).build())
+            .unwrap();
+        assert_eq!(server.take_events().len(), 1);
+        server.conn.send(Message::text("one")).unwrap();
+        server.conn.send(Message::text("two")).unwrap();
         // One frame has started to leave, one is still queued.
-        let mut out = server.outbound();
-        out.advance(1);
-        server.shrink_to_fit();
-        assert_eq!(server.events.capacity(), 0);
-        assert!(server.out.queue_capacity() > 0, "the queued frame stays");
-        let mut rest = Vec::new();
-        while server.wants_write() {
-            let mut out = server.outbound();
-            let n = out.chunk().len();
-            rest.extend_from_slice(out.chunk());
-            out.advance(n);
-        }
-        assert_eq!(rest, b"\x03one\x81\x03two");
-        server.shrink_to_fit();
-        assert_eq!(server.out.queue_capacity(), 0);
+        assert_eq!(server.write(1), 1);
+        server.conn.shrink_to_fit();
+        assert_eq!(server.conn.events.capacity(), 0);
+        assert!(
+            server.conn.out.queue_capacity() > 0,
+            "the queued frame stays"
+        );
+        assert_eq!(
+            server.take_output(),
+            vec![0x81, 3, b'o', b'n', b'e', 0x81, 3, b't', b'w', b'o']
+        );
+        server.conn.shrink_to_fit();
+        assert_eq!(server.conn.out.queue_capacity(), 0);
     }
 }
