@@ -475,6 +475,7 @@ impl State {
             if recv
                 && !self.session.inbox_is_empty()
                 && self.session.bytes_in() - bytes_in >= SCRATCH_SIZE as u64
+                && self.session.more_input_started()
             {
                 // Large messages: answer this one first. The transport was not read to
                 // `Pending`, so no wake-up is registered for more input: the keeper reads on

@@ -343,6 +343,13 @@ impl Session {
         self.inbox.is_empty()
     }
 
+    /// Bytes of a frame after the last complete one have arrived (the peer is sending more).
+    pub(crate) fn more_input_started(&self) -> bool {
+        !self.read_buf.is_empty()
+            || self.read_next.is_some()
+            || self.conn.frame_remaining(0).is_some()
+    }
+
     /// The application read to the end (or dropped its reader): a failing connection need
     /// not wait for more answers.
     pub(crate) fn mark_reader_done(&mut self) {
