@@ -381,3 +381,27 @@ fn shrinking_keeps_a_message_not_yet_taken_and_a_frame_in_progress() {
     assert_eq!(message(&mut s, now), Some(Message::from("held")));
     assert_eq!(message(&mut s, now), Some(Message::from("second half")));
 }
+
+#[test]
+fn more_input_started_only_once_bytes_of_the_next_frame_are_in() {
+    let mut s = server(no_keepalive());
+    let now = Duration::ZERO;
+    let first = FrameBuilder::binary(&[7; 300]).mask(KEY).build();
+    receive(&mut s, now, &first);
+    settle(&mut s, now);
+    assert!(!s.inbox_is_empty());
+    assert!(
+        !s.more_input_started(),
+        "a closed loop: nothing after the message"
+    );
+    let second = FrameBuilder::binary(&[8; 300]).mask(KEY).build();
+    receive(&mut s, now, &second[..3]);
+    settle(&mut s, now);
+    assert!(s.more_input_started(), "a partial header is the next frame");
+    receive(&mut s, now, &second[3..10]);
+    settle(&mut s, now);
+    assert!(
+        s.more_input_started(),
+        "a parsed header waiting for its payload"
+    );
+}
