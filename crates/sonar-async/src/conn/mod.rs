@@ -83,9 +83,11 @@ pub(crate) enum WriteWhen {
 pub(crate) enum Mode {
     /// Read, process and write everything (the keeper, a waiting `send` or `flush`).
     Full,
-    /// As `Full`, for `recv` with an empty inbox: once a message is queued and a full read's
-    /// worth of bytes came in, it stops reading and returns (the keeper reads on), so that the
-    /// application answers the first large message while the rest is still arriving.
+    /// As `Full`, for `recv` with an empty inbox: once a message is queued, a full read's
+    /// worth of bytes came in and the next frame has started to arrive, it stops reading and
+    /// returns (the keeper reads on), so that the application answers the first large message
+    /// while the rest is still arriving. In a closed loop nothing follows the message, and it
+    /// reads on to `Pending` itself rather than wake the keeper for an empty socket.
     Recv,
     /// Only write (after `send`): reading is left to whoever waits for messages.
     Write,
@@ -445,7 +447,8 @@ impl State {
     /// buffered input, deadlines, keepalive, the codec's events, a read while the application
     /// keeps up, a held-back failing Close, writes, the events of what was written; then the
     /// transport is closed if the session says so. With `recv`, returns once a message is
-    /// queued and a full read's worth came in (the keeper reads on). Returns false if it ran
+    /// queued, a full read's worth came in and more is arriving (the keeper reads on). Returns
+    /// false if it ran
     /// out of budget.
     fn drive_full(&mut self, recv: bool, cx: &mut Context<'_>) -> bool {
         self.session.clear_deferred();
