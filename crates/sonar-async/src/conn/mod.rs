@@ -448,8 +448,7 @@ impl State {
     /// keeps up, a held-back failing Close, writes, the events of what was written; then the
     /// transport is closed if the session says so. With `recv`, returns once a message is
     /// queued, a full read's worth came in and more is arriving (the keeper reads on). Returns
-    /// false if it ran
-    /// out of budget.
+    /// false if it ran out of budget.
     fn drive_full(&mut self, recv: bool, cx: &mut Context<'_>) -> bool {
         self.session.clear_deferred();
         self.hub.handoff_taken();

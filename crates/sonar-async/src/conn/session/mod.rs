@@ -856,10 +856,7 @@ impl Session {
     /// calls it when a drive ends with nothing left to do, so an idle connection holds only
     /// its fixed-size state; the next message allocates what it needs again.
     pub(crate) fn shrink_to_fit(&mut self) {
-        if self.read_buf.is_empty()
-            && self.read_next.is_none()
-            && self.conn.frame_remaining(0).is_none()
-        {
+        if !self.more_input_started() {
             self.read_buf = BytesMut::new();
         }
         if self.inbox.is_empty() {

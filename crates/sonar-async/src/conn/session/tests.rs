@@ -347,6 +347,7 @@ fn an_idle_session_lets_go_of_the_last_frames_memory_and_its_queues() {
     s.queue(|c| c.send(Message::from("reply"))).expect("queued");
     assert_eq!(written(&mut s, now), b"\x81\x05reply");
     let received = m.into_payload();
+    assert_eq!(received, payload);
     assert!(
         !received.is_unique(),
         "the read buffer still shares the frame's allocation"
