@@ -4,7 +4,8 @@
 //! the window bits and the memory level.
 //!
 //! `cargo test --release -p sonar-core --test deflate_memory -- --ignored --nocapture` prints
-//! the tables of `docs/compression.md` (memory per setting; ratio and throughput by level).
+//! the tables of `docs/compression.md` (memory per setting; ratio and throughput by level and
+//! by window size).
 #![cfg(feature = "deflate")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -255,6 +256,71 @@ fn print_memory_and_throughput_tables() {
                 wire.len() as f64 / data.len() as f64,
                 mb / ct,
                 mb / it
+            );
+        }
+    }
+}
+
+/// Compress-and-inflate time by window size at sonar's default level (1), 4 MiB of text as
+/// 64 KiB and as 1 KiB messages, context takeover: the windows interleaved round by round,
+/// best of 15 rounds each (the machine is shared). zlib-rs slides its window every
+/// `2^bits` bytes of input, and each slide rewrites its whole 64 Ki-entry hash table, so a
+/// small window costs time on long input.
+#[test]
+#[ignore = "prints the window-bits table of docs/compression.md"]
+fn print_window_bits_speed() {
+    let _g = SERIAL.lock().unwrap();
+    const WINDOWS: [u8; 4] = [12, 13, 14, 15];
+    let text = sample(4 << 20);
+    println!("\n4 MiB of text, level 1, context takeover, best of 15 interleaved rounds:");
+    println!("| message size | window | ratio | compress + inflate ms | vs window 12 |");
+    println!("|---:|---:|---:|---:|---:|");
+    for size in [64 * 1024, 1024] {
+        let messages: Vec<Message> = text
+            .as_bytes()
+            .chunks(size)
+            .map(|c| Message::text(String::from_utf8(c.to_vec()).unwrap()))
+            .collect();
+        let mut best = [f64::MAX; WINDOWS.len()];
+        let mut wire_len = [0usize; WINDOWS.len()];
+        for _ in 0..15 {
+            for (i, bits) in WINDOWS.into_iter().enumerate() {
+                let d = Deflate::new()
+                    .with_server_max_window_bits(bits)
+                    .with_client_max_window_bits(bits);
+                let config = Config::default()
+                    .with_deflate(Some(d))
+                    .with_auto_fragment_size(None);
+                let mut server = Connection::server(config.clone());
+                let mut client =
+                    Connection::client(config, Box::new(sonar_core::testing::FixedMask([0; 4])));
+                let mut wire = BytesMut::new();
+                let start = Instant::now();
+                for m in &messages {
+                    server.send(m.clone()).unwrap();
+                    let mut out = server.outbound();
+                    let n = out.remaining();
+                    wire.extend_from_slice(&out.copy_to_bytes(n));
+                }
+                wire_len[i] = wire.len();
+                client.handle_read(&mut wire).unwrap();
+                let mut got = 0;
+                while let Some(e) = client.poll_event() {
+                    if let sonar_core::Event::Message(m) = e {
+                        got += m.payload().len();
+                    }
+                }
+                best[i] = best[i].min(start.elapsed().as_secs_f64());
+                assert_eq!(got, text.len());
+            }
+        }
+        for (i, bits) in WINDOWS.into_iter().enumerate() {
+            println!(
+                "| {} | {bits} | {:.3} | {:.2} | {:.2}x |",
+                if size >= 1024 * 64 { "64 KiB" } else { "1 KiB" },
+                wire_len[i] as f64 / text.len() as f64,
+                best[i] * 1e3,
+                best[0] / best[i]
             );
         }
     }
