@@ -58,6 +58,6 @@ pub use mask::apply_mask;
 #[doc(hidden)]
 pub use mask::apply_mask_reference;
 pub use message::{DataKind, Event, Message, State};
-pub use outbound::Outbound;
+pub use outbound::{Outbound, RECLAIM_MIN};
 pub use prepared::PreparedMessage;
 pub use utf8::Utf8Bytes;

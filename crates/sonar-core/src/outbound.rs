@@ -6,8 +6,9 @@
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::connection::Connection;
 use crate::frame::{FrameHeader, MAX_HEADER_LEN};
@@ -51,6 +52,10 @@ impl OutFrame {
         self.payload
     }
 
+    fn into_parts(self) -> (FrameKind, Bytes) {
+        (self.kind, self.payload)
+    }
+
     fn header(&self) -> &[u8] {
         self.header
             .get(..usize::from(self.header_len))
@@ -71,6 +76,14 @@ impl OutFrame {
     }
 }
 
+/// The smallest payload whose memory a written data frame hands back (see
+/// [`Connection::take_written_buffer`]): below it the allocator's own free lists do well.
+pub const RECLAIM_MIN: usize = 8 * 1024;
+
+/// Written payloads kept for [`Connection::take_written_buffer`] between two calls; a write
+/// that finishes more frames than this drops the rest.
+const MAX_RECLAIMED: usize = 4;
+
 /// The frames to write. The partly written frame and the owed auto-pong are boxed: a
 /// connection holds them only now and then (a write the transport took in part, a ping to
 /// answer), and inline they would be 184 of the queue's 256 bytes on every idle connection.
@@ -82,6 +95,10 @@ pub(crate) struct OutQueue {
     control: VecDeque<OutFrame>,
     data: VecDeque<OutFrame>,
     remaining: usize,
+    /// Keep the memory of large written payloads in `written`.
+    pub(crate) reclaim: bool,
+    /// Emptied buffers of large data frames written in full that nothing else referenced.
+    pub(crate) written: Vec<BytesMut>,
 }
 
 impl OutQueue {
@@ -128,8 +145,9 @@ impl OutQueue {
         self.control.capacity() + self.data.capacity()
     }
 
-    /// Frees the memory of the queues that are empty.
+    /// Frees the memory of the queues that are empty, and of written payloads not taken.
     pub(crate) fn shrink_to_fit(&mut self) {
+        self.written = Vec::new();
         if self.control.is_empty() {
             self.control.shrink_to_fit();
         }
@@ -192,7 +210,7 @@ impl OutQueue {
                 if *pos == frame.len()
                     && let Some(cur) = self.current.take()
                 {
-                    done(cur.0.kind);
+                    done(self.finished(cur.0));
                 }
                 continue;
             }
@@ -203,11 +221,27 @@ impl OutQueue {
             cnt -= take;
             self.remaining -= take;
             if take == frame.len() {
-                done(frame.kind);
+                done(self.finished(frame));
             } else {
                 self.current = Some(Box::new((frame, take)));
             }
         }
+    }
+
+    /// A frame's last byte was written: keeps its payload's memory when asked to and nothing
+    /// else holds it, and returns its kind for the connection's bookkeeping.
+    fn finished(&mut self, frame: OutFrame) -> FrameKind {
+        let (kind, payload) = frame.into_parts();
+        if self.reclaim
+            && kind == FrameKind::Data
+            && payload.len() >= RECLAIM_MIN
+            && self.written.len() < MAX_RECLAIMED
+            && let Ok(mut buf) = payload.try_into_mut()
+        {
+            buf.clear();
+            self.written.push(buf);
+        }
+        kind
     }
 
     #[cfg(feature = "std")]

@@ -21,7 +21,7 @@ pub use hub::TAKEOVER_DELAY;
 pub(crate) use hub::{Hub, Notify};
 use session::{Lifecycle, PingUpdate, Session, TransportStep};
 pub use transport::{ReadIntoSpare, Transport};
-use transport::{SCRATCH_SIZE, read_plain, read_spare, write_frames};
+use transport::{SCRATCH_SIZE, read_plain, read_spare, recycle, write_frames};
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -636,6 +636,9 @@ impl State {
                     break;
                 }
             }
+        }
+        while let Some(buf) = self.session.take_written_buffer() {
+            recycle(buf);
         }
         self.session.write_stopped(now, pending);
         if !pending && self.session.needs_flush() {

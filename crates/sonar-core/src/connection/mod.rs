@@ -345,6 +345,41 @@ impl Connection {
         self.out.shrink_to_fit();
     }
 
+    /// Keeps the memory of large payloads once they are written, for
+    /// [`take_written_buffer`](Self::take_written_buffer) (off by default).
+    pub fn set_reclaim_written(&mut self, on: bool) {
+        self.out.reclaim = on;
+        if !on {
+            self.out.written = alloc::vec::Vec::new();
+        }
+    }
+
+    /// An emptied buffer whose memory held the payload of a data frame of at least
+    /// [`RECLAIM_MIN`](crate::RECLAIM_MIN) bytes, now written in full and referenced by
+    /// nothing else (with [`set_reclaim_written`](Self::set_reclaim_written) on; at most 4 are
+    /// kept between calls, and [`shrink_to_fit`](Self::shrink_to_fit) drops them).
+    ///
+    /// A driver reads the next frames into it instead of allocating a buffer for every large
+    /// message while the allocator frees the last one (which, with glibc, hands the memory
+    /// back to the system and faults it in again).
+    ///
+    /// ```
+    /// use bytes::Buf;
+    /// use sonar_core::{Config, Connection, Message};
+    ///
+    /// let mut server = Connection::server(Config::default());
+    /// server.set_reclaim_written(true);
+    /// server.send(Message::binary(vec![7u8; 16 * 1024])).unwrap();
+    /// let mut out = server.outbound();
+    /// let n = out.remaining();
+    /// out.advance(n); // the transport took it all
+    /// let buf = server.take_written_buffer().expect("nothing else holds the payload");
+    /// assert!(buf.is_empty() && buf.capacity() >= 16 * 1024);
+    /// ```
+    pub fn take_written_buffer(&mut self) -> Option<BytesMut> {
+        self.out.written.pop()
+    }
+
     /// Bytes still to come for the frame at the front of the input buffer, once its header
     /// has been parsed (`None` before that, and between frames). `buffered` is the length
     /// of the buffer passed to [`handle_read`](Self::handle_read), whose front is then that
@@ -638,5 +673,63 @@ mod tests {
         );
         server.conn.shrink_to_fit();
         assert_eq!(server.conn.out.queue_capacity(), 0);
+    }
+
+    const LARGE: usize = crate::RECLAIM_MIN;
+
+    #[test]
+    fn a_large_payload_comes_back_as_a_buffer_only_once_written_in_full() {
+        let mut server = Endpoint::server();
+        server.conn.set_reclaim_written(true);
+        let payload = bytes::Bytes::from(vec![7u8; LARGE]);
+        let address = payload.as_ptr();
+        server.conn.send(Message::binary(payload)).unwrap();
+        assert_eq!(server.write(100), 100);
+        assert!(server.conn.take_written_buffer().is_none(), "still leaving");
+        assert_eq!(server.take_output().len(), 4 + LARGE);
+        let buf = server.conn.take_written_buffer().expect("written in full");
+        assert!(buf.is_empty());
+        assert!(buf.capacity() >= LARGE);
+        assert_eq!(buf.as_ptr(), address, "the payload's own memory");
+        assert!(
+            server.conn.take_written_buffer().is_none(),
+            "handed back once"
+        );
+    }
+
+    #[test]
+    fn a_payload_held_elsewhere_small_or_not_asked_for_is_not_handed_back() {
+        let mut server = Endpoint::server();
+        server.conn.set_reclaim_written(true);
+        // The application keeps a clone: the memory is not the connection's to give.
+        let shared = Message::binary(vec![1u8; LARGE]);
+        server.conn.send(shared.clone()).unwrap();
+        // Below the minimum.
+        server
+            .conn
+            .send(Message::binary(vec![2u8; LARGE - 1]))
+            .unwrap();
+        server.take_output();
+        assert!(server.conn.take_written_buffer().is_none());
+        drop(shared);
+
+        let mut off = Endpoint::server();
+        off.conn.send(Message::binary(vec![3u8; LARGE])).unwrap();
+        off.take_output();
+        assert!(off.conn.take_written_buffer().is_none(), "off by default");
+    }
+
+    #[test]
+    fn written_buffers_are_bounded_and_dropped_by_shrink_to_fit() {
+        let mut server = Endpoint::server();
+        server.conn.set_reclaim_written(true);
+        for _ in 0..6 {
+            server.conn.send(Message::binary(vec![4u8; LARGE])).unwrap();
+        }
+        server.take_output();
+        assert_eq!(server.conn.out.written.len(), 4, "at most 4 kept");
+        server.conn.shrink_to_fit();
+        assert!(server.conn.take_written_buffer().is_none());
+        assert_eq!(server.conn.out.written.capacity(), 0);
     }
 }

@@ -171,7 +171,14 @@ struct Counters {
 impl Session {
     /// A session for `conn`, opened at time zero, with the handshake's `leftover` bytes as its
     /// first input.
-    pub(crate) fn new(conn: Connection, config: &Config, salt: u32, leftover: BytesMut) -> Self {
+    pub(crate) fn new(
+        mut conn: Connection,
+        config: &Config,
+        salt: u32,
+        leftover: BytesMut,
+    ) -> Self {
+        // Large written payloads come back as read buffers (see `take_written_buffer`).
+        conn.set_reclaim_written(true);
         let mut ka = KeepAlive::new(config.keepalive, salt);
         ka.handle(Duration::ZERO, Input::Opened);
         let input_dirty = !leftover.is_empty();
@@ -900,6 +907,12 @@ impl Session {
     /// [`wrote`](Self::wrote).
     pub(crate) fn outbound(&mut self) -> Outbound<'_> {
         self.conn.outbound()
+    }
+
+    /// An emptied buffer of a large payload written in full, to read into again (see
+    /// [`Connection::take_written_buffer`]).
+    pub(crate) fn take_written_buffer(&mut self) -> Option<BytesMut> {
+        self.conn.take_written_buffer()
     }
 
     /// The transport took `n` bytes (they await a flush).
