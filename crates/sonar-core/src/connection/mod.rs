@@ -52,7 +52,9 @@ enum Timer {
 /// 3. **Output**: while [`wants_write`](Self::wants_write), write from
 ///    [`outbound`](Self::outbound) (a [`bytes::Buf`]; `chunks_vectored` for vectored writes)
 ///    and `advance` by what the transport accepted. Writing produces events
-///    ([`Event::PingSent`], [`Event::CloseTransport`]), so drain events again.
+///    ([`Event::PingSent`], [`Event::CloseTransport`]), so drain events again. A driver that
+///    turned on [`set_reclaim_written`](Self::set_reclaim_written) then takes the memory of
+///    large written payloads back with [`take_written_buffer`](Self::take_written_buffer).
 /// 4. **Timer**: [`poll_timeout`](Self::poll_timeout) returns the close-timeout deadline as a
 ///    `Duration` since the driver's origin. When the connection starts needing the close
 ///    timeout it returns `Some(Duration::ZERO)` ("call `handle_timeout` now"); the next
