@@ -95,10 +95,9 @@ pub(crate) struct OutQueue {
     control: VecDeque<OutFrame>,
     data: VecDeque<OutFrame>,
     remaining: usize,
-    /// Keep the memory of large written payloads in `written`.
-    pub(crate) reclaim: bool,
-    /// Emptied buffers of large data frames written in full that nothing else referenced.
-    pub(crate) written: Vec<BytesMut>,
+    /// With reclaiming on (`Some`): emptied buffers of large data frames written in full that
+    /// nothing else referenced.
+    pub(crate) written: Option<Vec<BytesMut>>,
 }
 
 impl OutQueue {
@@ -147,7 +146,9 @@ impl OutQueue {
 
     /// Frees the memory of the queues that are empty, and of written payloads not taken.
     pub(crate) fn shrink_to_fit(&mut self) {
-        self.written = Vec::new();
+        if let Some(written) = &mut self.written {
+            *written = Vec::new();
+        }
         if self.control.is_empty() {
             self.control.shrink_to_fit();
         }
@@ -232,14 +233,14 @@ impl OutQueue {
     /// else holds it, and returns its kind for the connection's bookkeeping.
     fn finished(&mut self, frame: OutFrame) -> FrameKind {
         let (kind, payload) = frame.into_parts();
-        if self.reclaim
+        if let Some(written) = &mut self.written
             && kind == FrameKind::Data
             && payload.len() >= RECLAIM_MIN
-            && self.written.len() < MAX_RECLAIMED
+            && written.len() < MAX_RECLAIMED
             && let Ok(mut buf) = payload.try_into_mut()
         {
             buf.clear();
-            self.written.push(buf);
+            written.push(buf);
         }
         kind
     }
