@@ -226,10 +226,10 @@ const RECYCLED_MAX: usize = 8;
 /// The most memory a thread keeps in buffers for reuse.
 const RECYCLED_BYTES: usize = 2 << 20;
 
-/// Keeps `buf` (emptied) for a later large read on this thread, within the bounds; when
-/// the pool is full, in place of a smaller buffer.
+/// Keeps `buf` (emptied) for a later large read on this thread. Past the bounds the
+/// smallest buffers go first, `buf` included.
 pub(super) fn recycle(mut buf: BytesMut) {
-    if buf.capacity() < HANDOVER_MIN {
+    if !(HANDOVER_MIN..=RECYCLED_BYTES).contains(&buf.capacity()) {
         return;
     }
     buf.clear();
@@ -237,24 +237,14 @@ pub(super) fn recycle(mut buf: BytesMut) {
         let Ok(mut pool) = cell.try_borrow_mut() else {
             return;
         };
-        let smallest = (pool.len() >= RECYCLED_MAX)
-            .then(|| (0..pool.len()).min_by_key(|&i| pool.get(i).map_or(0, BytesMut::capacity)))
-            .flatten();
-        let freed = smallest
-            .and_then(|i| pool.get(i))
-            .map_or(0, BytesMut::capacity);
-        let held: usize = pool.iter().map(BytesMut::capacity).sum();
-        if held - freed + buf.capacity() > RECYCLED_BYTES {
-            return;
-        }
-        match smallest {
-            Some(i) if freed < buf.capacity() => {
-                if let Some(slot) = pool.get_mut(i) {
-                    *slot = buf;
-                }
+        pool.push(buf);
+        while pool.len() > RECYCLED_MAX
+            || pool.iter().map(BytesMut::capacity).sum::<usize>() > RECYCLED_BYTES
+        {
+            let smallest = (0..pool.len()).min_by_key(|&i| pool.get(i).map(BytesMut::capacity));
+            if let Some(i) = smallest {
+                pool.swap_remove(i);
             }
-            Some(_) => {}
-            None => pool.push(buf),
         }
     });
 }
@@ -470,7 +460,7 @@ mod tests {
     }
 
     #[test]
-    fn the_pool_is_bounded_in_count_and_bytes() {
+    fn the_pool_is_bounded_in_count_and_bytes_and_keeps_the_largest() {
         for _ in 0..RECYCLED_MAX + 3 {
             recycle(BytesMut::with_capacity(HANDOVER_MIN));
         }
@@ -479,9 +469,19 @@ mod tests {
         recycle(BytesMut::with_capacity(SPARE_READ));
         assert_eq!(kept().len(), RECYCLED_MAX);
         assert!(kept().contains(&SPARE_READ));
-        // Never more than RECYCLED_BYTES in all.
-        recycle(BytesMut::with_capacity(RECYCLED_BYTES));
+        // Full: one as small as the smallest kept takes no one's place.
+        recycle(BytesMut::with_capacity(HANDOVER_MIN));
+        assert_eq!(
+            kept().iter().filter(|&&c| c == HANDOVER_MIN).count(),
+            RECYCLED_MAX - 1
+        );
+        // One larger than the byte bound is never kept.
+        recycle(BytesMut::with_capacity(RECYCLED_BYTES + 1));
+        assert!(!kept().contains(&(RECYCLED_BYTES + 1)));
+        assert_eq!(kept().len(), RECYCLED_MAX);
+        // Past the byte bound the smallest go, down to what fits.
+        recycle(BytesMut::with_capacity(RECYCLED_BYTES - SPARE_READ));
+        assert_eq!(kept(), vec![SPARE_READ, RECYCLED_BYTES - SPARE_READ]);
         assert!(kept().iter().sum::<usize>() <= RECYCLED_BYTES);
-        assert!(!kept().contains(&RECYCLED_BYTES));
     }
 }
