@@ -173,6 +173,35 @@ fn rfc7692_7_1_1_context_takeover_keeps_the_state_and_memory_level_counts() {
     assert!(big > small, "memory level 9 {big} vs 1 {small}");
 }
 
+/// What a fresh server connection with `config` writes for `messages`.
+fn compress_all(config: &Config, messages: &[Message]) -> BytesMut {
+    let mut server = Connection::server(config.clone());
+    let mut wire = BytesMut::new();
+    for m in messages {
+        server.send(m.clone()).unwrap();
+        let mut out = server.outbound();
+        let n = out.remaining();
+        wire.extend_from_slice(&out.copy_to_bytes(n));
+    }
+    wire
+}
+
+/// The payload bytes a fresh client connection with `config` receives from `wire`.
+fn inflate_all(config: &Config, mut wire: BytesMut) -> usize {
+    let mut client = Connection::client(
+        config.clone(),
+        Box::new(sonar_core::testing::FixedMask([0; 4])),
+    );
+    client.handle_read(&mut wire).unwrap();
+    let mut got = 0;
+    while let Some(e) = client.poll_event() {
+        if let sonar_core::Event::Message(m) = e {
+            got += m.payload().len();
+        }
+    }
+    got
+}
+
 #[test]
 #[ignore = "prints the measurement tables of docs/compression.md"]
 fn print_memory_and_throughput_tables() {
@@ -223,31 +252,15 @@ fn print_memory_and_throughput_tables() {
                 .collect();
             // Best of 5 runs each (the machine is shared).
             let (mut ct, mut it) = (f64::MAX, f64::MAX);
-            let mut wire = Vec::new();
+            let mut wire = BytesMut::new();
             for _ in 0..5 {
-                let mut server = Connection::server(config.clone());
-                wire.clear();
                 let start = Instant::now();
-                for m in &messages {
-                    server.send(m.clone()).unwrap();
-                    let mut out = server.outbound();
-                    wire.extend_from_slice(&out.copy_to_bytes(out.remaining()));
-                }
+                wire = compress_all(&config, &messages);
                 ct = ct.min(start.elapsed().as_secs_f64());
-                let mut client = Connection::client(
-                    config.clone(),
-                    Box::new(sonar_core::testing::FixedMask([0; 4])),
-                );
-                let mut buf = BytesMut::from(&wire[..]);
+                let input = wire.clone();
                 let start = Instant::now();
-                client.handle_read(&mut buf).unwrap();
+                let got = inflate_all(&config, input);
                 it = it.min(start.elapsed().as_secs_f64());
-                let mut got = 0;
-                while let Some(e) = client.poll_event() {
-                    if let sonar_core::Event::Message(m) = e {
-                        got += m.payload().len();
-                    }
-                }
                 assert_eq!(got, data.len());
             }
             let mb = data.len() as f64 / 1e6;
@@ -291,25 +304,10 @@ fn print_window_bits_speed() {
                 let config = Config::default()
                     .with_deflate(Some(d))
                     .with_auto_fragment_size(None);
-                let mut server = Connection::server(config.clone());
-                let mut client =
-                    Connection::client(config, Box::new(sonar_core::testing::FixedMask([0; 4])));
-                let mut wire = BytesMut::new();
                 let start = Instant::now();
-                for m in &messages {
-                    server.send(m.clone()).unwrap();
-                    let mut out = server.outbound();
-                    let n = out.remaining();
-                    wire.extend_from_slice(&out.copy_to_bytes(n));
-                }
+                let wire = compress_all(&config, &messages);
                 wire_len[i] = wire.len();
-                client.handle_read(&mut wire).unwrap();
-                let mut got = 0;
-                while let Some(e) = client.poll_event() {
-                    if let sonar_core::Event::Message(m) = e {
-                        got += m.payload().len();
-                    }
-                }
+                let got = inflate_all(&config, wire);
                 best[i] = best[i].min(start.elapsed().as_secs_f64());
                 assert_eq!(got, text.len());
             }
