@@ -26,7 +26,7 @@ pub struct Keeper {
     sleep: Option<Pin<Box<dyn Sleep>>>,
     armed: Option<Duration>,
     /// The watch over hand-offs to the application (see `conn/hub.rs`): a sleep of
-    /// [`TAKEOVER_DELAY`], armed while hand-offs come.
+    /// [`TAKEOVER_DELAY`] or the gap the hub asks for, armed while hand-offs come.
     watch: Option<Pin<Box<dyn Sleep>>>,
     watching: bool,
     timer: Arc<dyn Timer>,
@@ -82,7 +82,7 @@ impl Future for Keeper {
         // is work for the keeper.
         let mut drive = call.needed || this.sleep.is_none();
         if call.start_watch {
-            this.arm_watch();
+            this.arm_watch(TAKEOVER_DELAY);
             this.watching = true;
         }
         drive |= this.poll_watch(cx);
@@ -135,9 +135,9 @@ impl Future for Keeper {
 }
 
 impl Keeper {
-    /// Sets the watch to check [`TAKEOVER_DELAY`] from now.
-    fn arm_watch(&mut self) {
-        let at = self.timer.now() + TAKEOVER_DELAY;
+    /// Sets the watch to check `after` from now.
+    fn arm_watch(&mut self, after: Duration) {
+        let at = self.timer.now() + after;
         match self.watch.as_mut() {
             Some(w) => w.as_mut().reset(at),
             None => self.watch = Some(self.timer.sleep_until(at)),
@@ -160,8 +160,8 @@ impl Keeper {
             }
             let check = self.inner.hub.watch_due();
             stale |= check.stale;
-            if check.rearm {
-                self.arm_watch();
+            if let Some(after) = check.rearm {
+                self.arm_watch(after);
             } else {
                 // A quiet connection holds no watch timer.
                 self.watching = false;

@@ -59,7 +59,7 @@ mod timer;
 pub mod tls;
 
 pub use config::{CodecConfig, Config, DeflateConfig, KeepaliveConfig};
-pub use conn::{ReadIntoSpare, TAKEOVER_DELAY, Transport};
+pub use conn::{ReadIntoSpare, TAKEOVER_DELAY, Transport, WATCH_INTERVAL_MAX};
 pub use error::Error;
 pub use handshake::{
     ClientStream, RawClient, client, client_raw, from_upgraded, from_upgraded_deflate, server,

@@ -217,6 +217,48 @@ async fn ping_is_answered_while_a_kept_recv_future_is_not_polled() {
     drop(recv);
 }
 
+// After a busy spell, in which the application took every hand-off and the keeper's watch
+// backed off to checks `WATCH_INTERVAL_MAX` apart, an application that stops polling its
+// kept `recv` still has the peer's ping answered within twice `WATCH_INTERVAL_MAX` (the
+// spell is long enough for uncapped doubling gaps to overshoot that).
+#[tokio::test(start_paused = true)]
+async fn ping_is_answered_when_a_busy_application_stops_polling_recv() {
+    use sonar_async::WATCH_INTERVAL_MAX;
+    let (ws, mut peer, _driver) = raw_client(quiet(), 64 * 1024).await;
+    let (mut rd, _wr) = ws.into_split();
+    const MESSAGES: u8 = 100;
+    let writer = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            tokio::time::sleep(Duration::from_millis(7)).await;
+            peer.write_all(&FrameBuilder::binary(&[i]).build())
+                .await
+                .unwrap();
+        }
+        peer
+    });
+    for i in 0..MESSAGES {
+        let m = timeout(PROMPT, rd.recv()).await.expect("a message in time");
+        assert_eq!(m.unwrap().unwrap(), Message::binary(vec![i]));
+    }
+    let mut peer = writer.await.unwrap();
+    let mut recv = Box::pin(rd.recv());
+    assert!(futures_util::poll!(&mut recv).is_pending());
+    peer.write_all(&FrameBuilder::ping(b"late").build())
+        .await
+        .unwrap();
+    let sent = tokio::time::Instant::now();
+    let (b0, p) = timeout(PROMPT, read_frame(&mut peer))
+        .await
+        .expect("the keeper answers the ping");
+    assert_eq!((b0, p.as_slice()), (0x8a, &b"late"[..]));
+    let waited = sent.elapsed();
+    assert!(
+        waited <= 2 * WATCH_INTERVAL_MAX,
+        "the keeper took over after {waited:?}"
+    );
+    drop(recv);
+}
+
 // recv cancelled repeatedly by a timer in a `select!` loop that also sends on each tick:
 // no message is lost, pings are answered, every tick's message reaches the peer.
 #[tokio::test(start_paused = true)]

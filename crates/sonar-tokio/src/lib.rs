@@ -52,8 +52,8 @@ pub mod generic {
     //! [`Keeper`] for the caller to spawn, the [`Runtime`] seam, and the [`Timer`] seam.
     pub use sonar_async::{
         BoxFuture, DetachedKeeper, Incoming, Keeper, Listener, ReadIntoSpare, RefFuture, Runtime,
-        Sleep, TAKEOVER_DELAY, Timer, Transport, accept_with, client, connect, connect_retrying,
-        connect_url, from_upgraded, from_upgraded_deflate, server, server_with,
+        Sleep, TAKEOVER_DELAY, Timer, Transport, WATCH_INTERVAL_MAX, accept_with, client, connect,
+        connect_retrying, connect_url, from_upgraded, from_upgraded_deflate, server, server_with,
     };
 }
 

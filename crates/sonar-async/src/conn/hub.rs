@@ -10,7 +10,13 @@
 //! polled while the task is busy elsewhere. The keeper covers that with its *watch*: the
 //! first hand-off after a quiet spell wakes the keeper once, which checks
 //! [`TAKEOVER_DELAY`] later whether the latest hand-off was taken, and drives itself if not.
-//! While hand-offs keep coming, the keeper checks once per delay, not once per event.
+//! While hand-offs keep coming and being taken, the checks back off (the gap doubles up to
+//! [`WATCH_INTERVAL_MAX`]): a busy connection costs the keeper about ten polls a second, not
+//! a hundred. A hand-off found waiting at two checks in a row, with nobody driving between
+//! them, is taken over; so the longer an application has taken its hand-offs, the longer
+//! it may take one (its task queued behind many others) before the keeper steps in. A
+//! hand-off nobody takes waits [`TAKEOVER_DELAY`] after a quiet spell, and at most twice
+//! [`WATCH_INTERVAL_MAX`].
 //!
 //! Locking: waker slots are updated under the hub's own mutex and woken after it is
 //! released. The connection's state lock may be held while the hub's is taken, never the
@@ -26,6 +32,12 @@ use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering, lock};
 /// it handles the event itself (a `recv` future kept but not polled, or dropped). This bounds
 /// the extra latency of a ping answered for such an application.
 pub const TAKEOVER_DELAY: Duration = Duration::from_millis(10);
+
+/// The longest gap between two checks of the keeper's watch, reached while an application
+/// keeps taking the hand-offs it is woken for (the gaps double from [`TAKEOVER_DELAY`]). A
+/// hand-off an application stops taking is taken over at the second check that finds it:
+/// at most twice this after it was made.
+pub const WATCH_INTERVAL_MAX: Duration = Duration::from_millis(100);
 
 /// Where the keeper's watch over hand-offs stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -52,6 +64,11 @@ struct Waiters {
     handoffs: u64,
     checked: u64,
     watch: Watch,
+    /// The hand-off waiting now was already waiting at the last check (or when the watch
+    /// was armed): nobody has driven since.
+    waited_since_check: bool,
+    /// The gap to the next check, once nothing waits (see [`WATCH_INTERVAL_MAX`]).
+    interval: Duration,
     /// The keeper was woken for work of its own.
     keeper_needed: bool,
 }
@@ -87,10 +104,11 @@ pub(crate) struct KeeperCall {
 /// What the keeper's watch found at its deadline (see [`Hub::watch_due`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct WatchCheck {
-    /// The latest hand-off has not been taken: the keeper drives.
+    /// A hand-off has waited since the last check: the keeper drives.
     pub(crate) stale: bool,
-    /// Hand-offs came since the last check: check again after another delay.
-    pub(crate) rearm: bool,
+    /// When to check again; `None` if no hand-off came since the last check (the watch
+    /// ends, and the next hand-off starts it again).
+    pub(crate) rearm: Option<Duration>,
 }
 
 /// The waker the transport and the ping registry are polled with (see the module docs).
@@ -170,6 +188,9 @@ impl Hub {
         if start_watch {
             w.watch = Watch::Armed;
             w.checked = w.handoffs;
+            // The hand-off that asked for the watch is as old as the watch.
+            w.waited_since_check = w.handed_off;
+            w.interval = TAKEOVER_DELAY;
         }
         KeeperCall {
             needed,
@@ -177,14 +198,32 @@ impl Hub {
         }
     }
 
-    /// The keeper's watch deadline passed: was the latest hand-off taken, and is the watch
-    /// still needed? When it is not, the next hand-off wakes the keeper again.
+    /// The keeper's watch deadline passed (it was armed [`TAKEOVER_DELAY`] after the watch
+    /// started, then at the gaps this returns): has a hand-off waited since the last check,
+    /// and when is the next one? When no hand-off came since the last check, the watch ends
+    /// and the next hand-off wakes the keeper again.
     pub(crate) fn watch_due(&self) -> WatchCheck {
         let mut w = self.lock();
-        let stale = w.handed_off;
-        let rearm = w.handoffs != w.checked;
+        let waiting = w.handed_off;
+        let stale = waiting && w.waited_since_check;
+        let came = w.handoffs != w.checked;
         w.checked = w.handoffs;
-        if !rearm {
+        w.waited_since_check = waiting;
+        let rearm = if stale || !came {
+            // Taken over (the keeper drives), or quiet: back to the shortest gap.
+            w.interval = TAKEOVER_DELAY;
+            came.then_some(TAKEOVER_DELAY)
+        } else if waiting {
+            // A hand-off made since the last check: still waiting at the next one (after the
+            // same gap), it is taken over. The more reliably the application has taken its
+            // hand-offs, the longer it may take one (a busy scheduler, not a lost wake-up).
+            Some(w.interval)
+        } else {
+            // Every hand-off was taken: the application drives; check less often.
+            w.interval = (w.interval * 2).min(WATCH_INTERVAL_MAX);
+            Some(w.interval)
+        };
+        if rearm.is_none() {
             w.watch = Watch::Off;
         }
         WatchCheck { stale, rearm }
@@ -244,7 +283,9 @@ impl Hub {
 
     /// Someone is driving the connection: every hand-off so far is taken.
     pub(crate) fn handoff_taken(&self) {
-        self.lock().handed_off = false;
+        let mut w = self.lock();
+        w.handed_off = false;
+        w.waited_since_check = false;
     }
 
     /// Wakes the waiters whose condition holds (see [`Notify`]).
@@ -278,3 +319,6 @@ impl Hub {
 
 #[cfg(all(test, loom))]
 mod loom_models;
+
+#[cfg(all(test, not(loom)))]
+mod tests;

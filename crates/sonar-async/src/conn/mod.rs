@@ -17,8 +17,8 @@ mod hub;
 mod session;
 mod transport;
 
-pub use hub::TAKEOVER_DELAY;
 pub(crate) use hub::{Hub, Notify};
+pub use hub::{TAKEOVER_DELAY, WATCH_INTERVAL_MAX};
 use session::{Lifecycle, PingUpdate, Session, TransportStep};
 pub use transport::{ReadIntoSpare, Transport};
 use transport::{SCRATCH_SIZE, read_plain, read_spare, recycle, write_frames};

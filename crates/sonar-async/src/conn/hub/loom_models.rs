@@ -104,7 +104,7 @@ impl Future for Keeper {
                 if check.stale {
                     drive(&shared);
                 }
-                self.watching = check.rearm;
+                self.watching = check.rearm.is_some();
             }
             if !end || !self.watching {
                 break;
