@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use sonar_async::{Config, Message};
+use sonar_async::{Config, Message, WsReader};
 use sonar_core::testing::FrameBuilder;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::time::timeout;
 
 mod support;
@@ -198,23 +198,32 @@ async fn ping_is_answered_while_a_kept_recv_future_is_not_polled() {
     let (mut rd, _wr) = ws.into_split();
     // Let the keeper run its first round and go to sleep.
     settle().await;
-    let mut recv = Box::pin(rd.recv());
-    assert!(futures_util::poll!(&mut recv).is_pending());
-    peer.write_all(&FrameBuilder::ping(b"k").build())
-        .await
-        .unwrap();
-    let sent = tokio::time::Instant::now();
-    // The application is busy with something else; `recv` is neither polled nor dropped.
-    let (b0, p) = timeout(PROMPT, read_frame(&mut peer))
-        .await
-        .expect("the keeper answers the ping");
-    assert_eq!((b0, p.as_slice()), (0x8a, &b"k"[..]));
-    let waited = sent.elapsed();
+    let waited = ping_wait_with_a_kept_recv(&mut rd, &mut peer, b"k").await;
     assert!(
         waited <= 2 * sonar_async::TAKEOVER_DELAY,
         "the keeper took over after {waited:?}"
     );
-    drop(recv);
+}
+
+/// Polls a `recv` future once and keeps it (the application is busy with something else:
+/// `recv` is neither polled again nor dropped), sends a ping from the peer, and returns how
+/// long the pong took.
+async fn ping_wait_with_a_kept_recv(
+    rd: &mut WsReader,
+    peer: &mut DuplexStream,
+    payload: &[u8],
+) -> Duration {
+    let mut recv = Box::pin(rd.recv());
+    assert!(futures_util::poll!(&mut recv).is_pending());
+    peer.write_all(&FrameBuilder::ping(payload).build())
+        .await
+        .unwrap();
+    let sent = tokio::time::Instant::now();
+    let (b0, p) = timeout(PROMPT, read_frame(peer))
+        .await
+        .expect("the keeper answers the ping");
+    assert_eq!((b0, p.as_slice()), (0x8a, payload));
+    sent.elapsed()
 }
 
 // After a busy spell, in which the application took every hand-off and the keeper's watch
@@ -241,22 +250,11 @@ async fn ping_is_answered_when_a_busy_application_stops_polling_recv() {
         assert_eq!(m.unwrap().unwrap(), Message::binary(vec![i]));
     }
     let mut peer = writer.await.unwrap();
-    let mut recv = Box::pin(rd.recv());
-    assert!(futures_util::poll!(&mut recv).is_pending());
-    peer.write_all(&FrameBuilder::ping(b"late").build())
-        .await
-        .unwrap();
-    let sent = tokio::time::Instant::now();
-    let (b0, p) = timeout(PROMPT, read_frame(&mut peer))
-        .await
-        .expect("the keeper answers the ping");
-    assert_eq!((b0, p.as_slice()), (0x8a, &b"late"[..]));
-    let waited = sent.elapsed();
+    let waited = ping_wait_with_a_kept_recv(&mut rd, &mut peer, b"late").await;
     assert!(
         waited <= 2 * WATCH_INTERVAL_MAX,
         "the keeper took over after {waited:?}"
     );
-    drop(recv);
 }
 
 // recv cancelled repeatedly by a timer in a `select!` loop that also sends on each tick:
