@@ -67,13 +67,22 @@ struct Waiters {
     /// The hand-off waiting now was already waiting at the last check (or when the watch
     /// was armed): nobody has driven since.
     waited_since_check: bool,
-    /// The gap to the next check, once nothing waits (see [`WATCH_INTERVAL_MAX`]).
-    interval: Duration,
+    /// How often the gap between checks has doubled since the watch started or last took
+    /// over (see [`Waiters::gap`]); a count rather than a `Duration`, to keep the hub small.
+    doublings: u8,
     /// The keeper was woken for work of its own.
     keeper_needed: bool,
 }
 
 impl Waiters {
+    /// The gap between the watch's checks: [`TAKEOVER_DELAY`] doubled `doublings` times, at
+    /// most [`WATCH_INTERVAL_MAX`].
+    fn gap(&self) -> Duration {
+        TAKEOVER_DELAY
+            .saturating_mul(1 << self.doublings.min(16))
+            .min(WATCH_INTERVAL_MAX)
+    }
+
     fn any_waiter(&self) -> bool {
         self.reader.is_some() || !self.writers.is_empty() || !self.closed.is_empty()
     }
@@ -190,7 +199,7 @@ impl Hub {
             w.checked = w.handoffs;
             // The hand-off that asked for the watch is as old as the watch.
             w.waited_since_check = w.handed_off;
-            w.interval = TAKEOVER_DELAY;
+            w.doublings = 0;
         }
         KeeperCall {
             needed,
@@ -211,17 +220,19 @@ impl Hub {
         w.waited_since_check = waiting;
         let rearm = if stale || !came {
             // Taken over (the keeper drives), or quiet: back to the shortest gap.
-            w.interval = TAKEOVER_DELAY;
+            w.doublings = 0;
             came.then_some(TAKEOVER_DELAY)
         } else if waiting {
             // A hand-off made since the last check: still waiting at the next one (after the
             // same gap), it is taken over. The more reliably the application has taken its
             // hand-offs, the longer it may take one (a busy scheduler, not a lost wake-up).
-            Some(w.interval)
+            Some(w.gap())
         } else {
             // Every hand-off was taken: the application drives; check less often.
-            w.interval = (w.interval * 2).min(WATCH_INTERVAL_MAX);
-            Some(w.interval)
+            if w.gap() < WATCH_INTERVAL_MAX {
+                w.doublings += 1;
+            }
+            Some(w.gap())
         };
         if rearm.is_none() {
             w.watch = Watch::Off;
