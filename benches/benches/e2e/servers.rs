@@ -385,13 +385,17 @@ fn axum_ws_app() -> axum::Router {
 
 /// yawc 0.3 through its axum extractor: low-latency compression (level 1, as sonar's default)
 /// and UTF-8 validation on (RFC 6455 requires it; yawc leaves it off by default, sonar always
-/// validates), echoing with `feed` and `flush` as for tokio-tungstenite.
+/// validates), echoing with `feed` and `flush` as for tokio-tungstenite. Its limits are set to
+/// sonar's defaults (16 MiB frames, 64 MiB messages): yawc's own default refuses a frame of
+/// 1 MiB or more (`payload_len >= max_payload_read`, 1 MiB), which closed every connection of
+/// the 1 MiB scenarios.
 fn yawc_app() -> axum::Router {
     use yawc::frame::OpCode;
     async fn handler(ws: yawc::IncomingUpgrade) -> axum::response::Response {
         let options = yawc::Options::default()
             .with_low_latency_compression()
-            .with_utf8();
+            .with_utf8()
+            .with_limits(16 << 20, 64 << 20);
         let Ok((response, upgrade)) = ws.upgrade(options) else {
             return axum::http::StatusCode::BAD_REQUEST.into_response();
         };
