@@ -76,11 +76,9 @@ struct Waiters {
 
 impl Waiters {
     /// The gap between the watch's checks: [`TAKEOVER_DELAY`] doubled `doublings` times, at
-    /// most [`WATCH_INTERVAL_MAX`].
+    /// most [`WATCH_INTERVAL_MAX`] (`watch_due` stops doubling there, so the shift is small).
     fn gap(&self) -> Duration {
-        TAKEOVER_DELAY
-            .saturating_mul(1 << self.doublings.min(16))
-            .min(WATCH_INTERVAL_MAX)
+        (TAKEOVER_DELAY * (1u32 << self.doublings)).min(WATCH_INTERVAL_MAX)
     }
 
     fn any_waiter(&self) -> bool {
